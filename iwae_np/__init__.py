@@ -1,0 +1,24 @@
+"""iwae_np: variational inference and the Importance Weighted Autoencoder, from scratch in NumPy.
+
+Read the package as a textbook, in this order: numerics -> distributions -> params -> nets ->
+models -> bounds -> gradcheck.
+"""
+
+from .bounds import elbo, iwae_bound
+from .distributions import bernoulli_logpmf, normal_logpdf, sample_normal, std_normal_logpdf
+from .gradcheck import GradcheckReport, gradcheck
+from .models import VAE
+from .nets import MLP
+from .numerics import log_mean_exp, log_sigmoid, logsumexp, sigmoid, softplus
+from .params import Layout, block, glorot_uniform, init_theta
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "elbo", "iwae_bound",
+    "bernoulli_logpmf", "normal_logpdf", "sample_normal", "std_normal_logpdf",
+    "GradcheckReport", "gradcheck",
+    "VAE", "MLP",
+    "log_mean_exp", "log_sigmoid", "logsumexp", "sigmoid", "softplus",
+    "Layout", "block", "glorot_uniform", "init_theta",
+]
