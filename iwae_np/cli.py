@@ -1,12 +1,22 @@
 """The command-line interface: ``python -m iwae_np <command>`` (or ``iwae-np <command>``).
 
+    demo      the main job: train a VAE and IWAEs (k = 5, 50), compare them, compare classic and
+              amortized inference on held-out points, write figures
+    train     train one model and write a checkpoint (resumable)
+    evaluate  test log p(x) at large k and active units of a checkpoint
+    compare   classic vs amortized inference with a checkpoint's decoder
+
 Bad arguments print one line to stderr and exit with code 2, never a traceback.
 """
 
 import argparse
+import os
 import sys
+import time
 
-import numpy as np
+from .datasets import DATASETS
+
+DEFAULT_OUT = "iwae_np_output"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -15,40 +25,225 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive_int(text):
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(text):
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
-def run_bounds_demo(args):
-    """ELBO and L_k for k = 1, 5, 50 on a small untrained model: the bound tightens with k."""
-    from . import VAE, elbo, iwae_bound
+def _existing_file(text):
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"expected an existing file, got {text!r}")
+    return text
 
-    rng = np.random.default_rng(args.seed)
-    model = VAE(x_dim=16, z_dim=2, hidden=(32,))
-    x = (rng.random((args.n, 16)) < 0.3).astype(float)
-    theta = model.init(seed=args.seed, x=x)
-    print(f"{model}\n{args.n} random binary points; bounds averaged over points (nats)")
-    print(f"{'k':>5} {'ELBO':>10} {'L_k (IWAE)':>12}")
-    for k in (1, 5, 50):
-        log_w = model.log_weights(theta, x, model.draw_eps(rng, k, args.n))
-        print(f"{k:>5} {elbo(log_w).mean():>10.3f} {iwae_bound(log_w).mean():>12.3f}")
+
+def _load_data(args):
+    from .datasets import load
+
+    return load(args.dataset, seed=args.seed, mnist_path=args.mnist_path)
+
+
+def _save(fig, out, name):
+    import matplotlib.pyplot as plt
+
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------ demo
+
+
+def run_demo(args):
+    import numpy as np
+
+    from . import experiments as ex
+    from . import plots
+    from .evaluate import expected_bound
+
+    started = time.perf_counter()
+    epochs = args.epochs if args.epochs is not None else (30 if args.quick else 200)
+    data = _load_data(args)
+    if data.likelihood != "bernoulli":
+        raise ValueError(f"dataset: expected a binary image set for the demo (bars, digits, "
+                         f"mnist), got {args.dataset!r}")
+    n_eval = min(len(data.x_test), 100 if args.quick else 500)
+    x_eval = data.x_test[:n_eval]
+    os.makedirs(args.out, exist_ok=True)
+    print(f"iwae_np demo on {data.name}: {len(data.x_train)} training and {n_eval} held-out "
+          f"points, {data.x_dim} pixels; figures go to {os.path.abspath(args.out)}/")
+
+    trained = ex.train_family(data, ks=(1, 5, 50), z_dim=args.z_dim, hidden=tuple(args.hidden),
+                              epochs=epochs, lr=args.lr, seed=args.seed, progress=not args.quiet)
+    rows = ex.evaluate_family(trained, x_eval, k_eval=args.k_eval, seed=args.seed,
+                              progress=not args.quiet)
+    print(f"\nVAE vs IWAE, same architecture (x-{'-'.join(map(str, args.hidden))}-{args.z_dim}), "
+          f"{epochs} epochs, test points: {n_eval}")
+    print(ex.format_table(rows, [("model", "model      ", ""),
+                                 ("log_px", f"test log p(x), k={args.k_eval}", ".2f"),
+                                 ("elbo", "test ELBO", ".2f"),
+                                 ("active_units", "active units", "d"),
+                                 ("train_seconds", "train s", ".1f")]))
+
+    vae_model, vae = trained[ex.family_label(1)]
+    comparison = ex.classic_vs_amortized(vae_model, vae.theta, x_eval,
+                                         steps=500 if args.quick else 1000, seed=args.seed)
+    print(f"\nClassic vs amortized inference for {n_eval} new points (the VAE's decoder):")
+    match = comparison["classic_seconds_to_match"]
+    print(ex.format_table([
+        {"method": "amortized (encoder)", "elbo": comparison["encoder_elbo"],
+         "ms": 1e3 * comparison["encoder_seconds_per_point"]},
+        {"method": f"classic VI ({comparison['classic_steps']} steps)",
+         "elbo": comparison["classic_elbo"], "ms": 1e3 * comparison["classic_seconds_per_point"]},
+        {"method": "classic VI, to match encoder", "elbo": comparison["encoder_elbo"],
+         "ms": None if match is None else 1e3 * match},
+    ], [("method", "method                      ", ""), ("elbo", "mean ELBO", ".2f"),
+        ("ms", "ms per point", ".4f")]))
+    print(f"gap ELBO[classic] − ELBO[encoder]: {comparison['gap']:+.2f} nats per point")
+
+    ks = [1, 2, 5, 10, 50, 200, 1000]
+    curves = {label: [float(np.mean(expected_bound(model, result.theta, x_eval, "iwae", k,
+                                                   replicates=max(1, 200 // k), seed=args.seed)))
+                      for k in ks]
+              for label, (model, result) in trained.items()}
+    written = [
+        _save(plots.training_curves({label: r.history for label, (_, r) in trained.items()}),
+              args.out, "training_curves.png"),
+        _save(plots.bound_vs_k(ks, curves), args.out, "bound_vs_k.png"),
+        _save(plots.image_grid({label: m.sample(r.theta, np.random.default_rng(args.seed), 10)[0]
+                                for label, (m, r) in trained.items()} | {"data": x_eval[:10]},
+                               data.image_shape, "samples from each model"),
+              args.out, "samples.png"),
+        _save(plots.classic_vs_amortized(*comparison["per_point"]), args.out,
+              "classic_vs_amortized.png"),
+    ]
+    print("\nfigures:\n  " + "\n  ".join(written))
+    print(f"demo finished in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+# ------------------------------------------------------------------ train / evaluate / compare
+
+
+def run_train(args):
+    from .models import VAE
+    from .train import train
+
+    data = _load_data(args)
+    model = VAE(data.x_dim, args.z_dim, hidden=tuple(args.hidden), likelihood=data.likelihood)
+    theta = model.init(seed=args.seed, x=data.x_train)
+    result = train(model, theta, data, objective=args.objective, k=args.k, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                   clip_norm=args.clip_norm, checkpoint=args.checkpoint, resume=args.resume,
+                   progress=not args.quiet)
+    last = result.history[-1] if result.history else None
+    if last is not None:
+        print(f"trained {last['epoch']} epochs; test {args.objective}(k={args.k}) "
+              f"{last['test_bound']:.3f}; checkpoint {args.checkpoint}")
+    return 0
+
+
+def run_evaluate(args):
+    from .checkpoint import load_model
+    from .evaluate import active_units, log_marginal
+
+    model, theta, metadata = load_model(args.checkpoint)
+    data = _load_data(args)
+    x = data.x_test[: args.points]
+    log_px = log_marginal(model, theta, x, k=args.k, seed=args.seed, progress=not args.quiet)
+    units, _ = active_units(model, theta, x)
+    print(f"{model}\ncheckpoint epoch {metadata['epoch']}; {len(x)} test points of {data.name}")
+    print(f"test log p(x) (k={args.k}): {log_px.mean():.3f}   active units: {units}/{model.z_dim}")
+    return 0
+
+
+def run_compare(args):
+    from . import experiments as ex
+    from .checkpoint import load_model
+
+    model, theta, _ = load_model(args.checkpoint)
+    data = _load_data(args)
+    result = ex.classic_vs_amortized(model, theta, data.x_test[: args.points], steps=args.steps,
+                                     seed=args.seed)
+    result.pop("per_point")
+    for key, value in result.items():
+        print(f"{key:>28}: {value}")
+    return 0
+
+
+# ------------------------------------------------------------------ the parser
 
 
 def build_parser():
     parser = _Parser(prog="iwae_np", description="Variational inference and the IWAE bound, "
                      "from scratch in NumPy.")
     commands = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
-    demo = commands.add_parser("demo", help="the main job: compute and compare bounds")
-    demo.add_argument("--n", type=_positive_int, default=100, help="number of data points")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
-    demo.set_defaults(run=run_bounds_demo)
+
+    def common(sub, dataset_default="bars"):
+        sub.add_argument("--dataset", choices=DATASETS, default=dataset_default,
+                         help=f"data set (default {dataset_default})")
+        sub.add_argument("--mnist-path", help="folder with the MNIST IDX files (--dataset mnist)")
+        sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    def architecture(sub):
+        sub.add_argument("--z-dim", type=_int_at_least(1), default=10, help="latent size")
+        sub.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=[64, 64],
+                         help="hidden layer sizes (default 64 64)")
+        sub.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step size")
+
+    demo = commands.add_parser("demo", help="the main job: VAE vs IWAE, classic vs amortized")
+    common(demo)
+    architecture(demo)
+    demo.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    demo.add_argument("--epochs", type=_int_at_least(0), help="epochs (default 200; 30 with --quick)")
+    demo.add_argument("--k-eval", type=_int_at_least(1), default=5000,
+                      help="samples for test log p(x) (default 5000)")
+    demo.add_argument("--out", default=DEFAULT_OUT, help=f"figure folder (default {DEFAULT_OUT})")
+    demo.set_defaults(run=run_demo)
+
+    train = commands.add_parser("train", help="train one model, with checkpoints")
+    common(train)
+    architecture(train)
+    train.add_argument("--objective", choices=("elbo", "iwae"), default="iwae")
+    train.add_argument("--k", type=_int_at_least(1), default=5, help="samples per point")
+    train.add_argument("--epochs", type=_int_at_least(0), default=20)
+    train.add_argument("--batch-size", type=_int_at_least(1), default=20)
+    train.add_argument("--clip-norm", type=_positive_float, help="gradient-norm clipping")
+    train.add_argument("--checkpoint", default=os.path.join(DEFAULT_OUT, "model.npz"))
+    train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="test log p(x) and active units")
+    common(evaluate)
+    evaluate.add_argument("--checkpoint", type=_existing_file, required=True)
+    evaluate.add_argument("--k", type=_int_at_least(1), default=5000)
+    evaluate.add_argument("--points", type=_int_at_least(1), default=500)
+    evaluate.set_defaults(run=run_evaluate)
+
+    compare = commands.add_parser("compare", help="classic vs amortized inference")
+    common(compare)
+    compare.add_argument("--checkpoint", type=_existing_file, required=True)
+    compare.add_argument("--steps", type=_int_at_least(1), default=500)
+    compare.add_argument("--points", type=_int_at_least(1), default=200)
+    compare.set_defaults(run=run_compare)
     return parser
 
 
@@ -58,8 +253,20 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI writes PNG files; it never opens windows
+    from .train import TrainingDiverged
+
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:  # bad input named by the package: one line
+    except ValueError as error:  # bad input, named by the package: one line
         print(f"iwae_np {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"iwae_np {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"iwae_np {args.command}: interrupted; checkpoints on disk are intact",
+              file=sys.stderr)
+        return 130

@@ -103,12 +103,19 @@ class VAE:
             return _bernoulli_logpmf(x, out)
         return _normal_logpdf(x, out, self.layout.get(theta, "decoder.log_std"))
 
+    def log_joint(self, theta, x, z):
+        """log p(x, z) = log p(x|z) + log p(z). x: (n, x_dim), z: (k, n, z_dim) -> (k, n)."""
+        return self.log_likelihood(theta, x, z) + _std_normal_logpdf(z)
+
+    def _log_weights_given(self, theta, x, mean, log_std, eps):
+        """log w for a given λ = (mean, log_std), each (n, z_dim): classic VI's free λ_i."""
+        z = _reparameterize(mean, log_std, eps)  # (k, n, z_dim)
+        return self.log_joint(theta, x, z) - _normal_logpdf(z, mean, log_std)
+
     def _log_weights(self, theta, x, eps):
         """log w = log p(x|z) + log p(z) − log q(z|x) for checked inputs; see ``log_weights``."""
         mean, log_std = self.encode(theta, x)  # (n, z_dim): encode x once, broadcast over k
-        z = _reparameterize(mean, log_std, eps)  # (k, n, z_dim)
-        log_q = _normal_logpdf(z, mean, log_std)
-        return self.log_likelihood(theta, x, z) + _std_normal_logpdf(z) - log_q
+        return self._log_weights_given(theta, x, mean, log_std, eps)
 
     def log_weights(self, theta, x, eps):
         """Importance log-weights log w_i = log p(x, z_i) − log q(z_i|x), z_i = μ + σ ⊙ ε_i.

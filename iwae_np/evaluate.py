@@ -1,0 +1,133 @@
+"""Evaluation: log p(x) with many samples, averaged bounds, exact log p(x) by quadrature for
+2-D latents, and active units.
+
+Memory: the decoder's output for k samples of n points is (k, n, x_dim). At k = 5000 that does
+not fit for many points at once, so work is cut into chunks of at most ``max_rows`` (sample,
+point) pairs, and the pieces are combined exactly with a running logsumexp. Peak memory then
+depends on ``max_rows``, not on k·n.
+"""
+
+import math
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .checks import check_array, check_int, check_positive
+from .distributions import _normal_logpdf
+from .numerics import _log_mean_exp, _logsumexp
+
+
+def _check_inputs(model, theta, x):
+    theta = model._check_theta(theta)
+    return theta, model._check_x(x)
+
+
+def _log_weights_for(model, theta, lam):
+    """A function (x_batch, rows, eps) -> log_w using the encoder, or a given λ = (mean, log_std)."""
+    if lam is None:
+        return lambda xb, rows, eps: model._log_weights(theta, xb, eps)
+    mean, log_std = lam
+    return lambda xb, rows, eps: model._log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
+
+
+def log_marginal(model, theta, x, k=5000, max_rows=10000, seed=0, lam=None, progress=False):
+    """log p(x) ≈ L_k = log (1/k) Σ_i w_i with large k (Burda et al. use k = 5000).
+
+    x: (n, x_dim) -> (n,). Each point draws its ε from its own stream ``default_rng([seed, i])``,
+    so the estimate does not depend on how the work is chunked. lam: optional (mean, log_std),
+    each (n, z_dim), to use a given q instead of the encoder.
+    """
+    theta, x = _check_inputs(model, theta, x)
+    check_int("k", k, minimum=1)
+    check_int("max_rows", max_rows, minimum=1)
+    log_weights = _log_weights_for(model, theta, lam)
+    n = len(x)
+    points_per_chunk = max(1, max_rows // k)  # whole points when k is small enough
+    samples_per_chunk = min(k, max_rows)  # else chunks of samples of a single point
+    out = np.empty(n)
+    for start in tqdm(range(0, n, points_per_chunk), desc=f"log p(x), k={k}",
+                      disable=not progress, leave=False):
+        rows = np.arange(start, min(n, start + points_per_chunk))
+        streams = [np.random.default_rng([seed, int(i)]) for i in rows]
+        running = np.full(len(rows), -np.inf)
+        for done in range(0, k, samples_per_chunk):
+            size = min(samples_per_chunk, k - done)
+            eps = np.stack([s.standard_normal((size, model.z_dim)) for s in streams], axis=1)
+            log_w = log_weights(x[rows], rows, eps.astype(model.dtype, copy=False))
+            running = _logsumexp(np.stack([running, _logsumexp(log_w, axis=0)]), axis=0)
+        out[rows] = running - math.log(k)
+    return out
+
+
+def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_rows=20000,
+                   seed=0, lam=None):
+    """E[L_k] per point (or E[ELBO] for objective="elbo"), the mean of ``replicates`` independent
+    estimates of the bound with k samples each. x: (n, x_dim) -> (n,)."""
+    theta, x = _check_inputs(model, theta, x)
+    check_int("k", k, minimum=1)
+    check_int("replicates", replicates, minimum=1)
+    log_weights = _log_weights_for(model, theta, lam)
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    points_per_chunk = max(1, max_rows // k)
+    replicates_per_chunk = max(1, max_rows // (k * min(n, points_per_chunk)))
+    total = np.zeros(n)
+    for start in range(0, n, points_per_chunk):
+        rows = np.arange(start, min(n, start + points_per_chunk))
+        for done in range(0, replicates, replicates_per_chunk):
+            r = min(replicates_per_chunk, replicates - done)
+            eps = rng.standard_normal((r * k, len(rows), model.z_dim), dtype=model.dtype)
+            log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
+            per_replicate = log_w.mean(axis=1) if objective == "elbo" else _log_mean_exp(log_w, axis=1)
+            total[rows] += per_replicate.sum(axis=0)
+    return total / replicates
+
+
+def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
+    """Exact-up-to-quadrature log p(x) = log ∫ p(x|z) p(z) dz on a grid over [−limit, limit]^d,
+    for latent dimension d ≤ 2 (the toy models). x: (n, x_dim) -> (n,).
+
+    The prior's mass outside ±6 is below 1e-8, and a 401-point grid resolves posteriors wider than
+    about 0.1; use a larger grid for sharper ones.
+    """
+    theta, x = _check_inputs(model, theta, x)
+    if model.z_dim > 2:
+        raise ValueError(f"model: expected z_dim <= 2 for quadrature, got {model.z_dim}")
+    check_positive("limit", limit)
+    check_int("grid", grid, minimum=3)
+    axis = np.linspace(-limit, limit, grid)
+    cell = (axis[1] - axis[0]) ** model.z_dim
+    z = np.stack(np.meshgrid(*([axis] * model.z_dim), indexing="ij"), axis=-1).reshape(-1, model.z_dim)
+    out = np.empty(len(x))
+    for i in range(len(x)):  # one point at a time: the grid already has grid^d rows
+        log_joint = model.log_joint(theta, x[i:i + 1], z[:, None, :].astype(model.dtype))
+        out[i] = _logsumexp(log_joint[:, 0]) + math.log(cell)
+    return out
+
+
+def posterior_on_grid(model, theta, x_point, limit=4.0, grid=201):
+    """The exact posterior density p(z|x) on a grid, for plots (z_dim = 2).
+
+    x_point: (x_dim,) -> (z1 (grid,), z2 (grid,), density (grid, grid) indexed [z1, z2])."""
+    axis = np.linspace(-limit, limit, grid)
+    z = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    log_joint = model.log_joint(theta, np.asarray(x_point)[None, :], z[:, None, :])[:, 0]
+    density = np.exp(log_joint - _logsumexp(log_joint)) / (axis[1] - axis[0]) ** 2
+    return axis, axis, density.reshape(grid, grid)
+
+
+def gaussian_on_grid(mean, log_std, z1, z2):
+    """A diagonal Gaussian q's density on the same grid as ``posterior_on_grid``."""
+    z = np.stack(np.meshgrid(z1, z2, indexing="ij"), axis=-1)
+    return np.exp(_normal_logpdf(z, mean, log_std))
+
+
+def active_units(model, theta, x, threshold=0.01):
+    """Burda et al.'s activity: unit u is active when Cov_x(E_q[z_u|x]) > threshold.
+
+    x: (n, x_dim) -> (count, variances (z_dim,))."""
+    theta, x = _check_inputs(model, theta, x)
+    check_array("threshold", np.asarray(threshold, dtype=float))
+    mean, _ = model.encode(theta, x)
+    variances = np.var(mean, axis=0)
+    return int(np.sum(variances > threshold)), variances

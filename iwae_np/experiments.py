@@ -1,0 +1,95 @@
+"""The experiments behind the demo and the README's tables, as plain functions.
+
+1. ``train_family``: a VAE (ELBO, k = 1) and IWAEs (k = 5, 50) with the same architecture,
+   initialization, data and number of epochs (Burda et al.'s comparison).
+2. ``evaluate_family``: test log p(x) at k = 5000, active units, training time.
+3. ``classic_vs_amortized``: for held-out points, the encoder (one forward pass) against classic
+   VI (an optimization per point) on the same decoder: each method's ELBO, the gap, and the
+   seconds per point, including how long classic VI needs to match the encoder.
+"""
+
+import time
+
+import numpy as np
+
+from .evaluate import active_units, expected_bound, log_marginal
+from .models import VAE
+from .train import train
+from .vi import fit_local
+
+
+def family_label(k):
+    return "VAE (k=1)" if k == 1 else f"IWAE (k={k})"
+
+
+def train_family(data, ks=(1, 5, 50), z_dim=10, hidden=(64, 64), epochs=20, batch_size=20,
+                 lr=1e-3, seed=0, progress=True):
+    """-> {label: (model, TrainResult)}; k = 1 trains the ELBO, k > 1 the IWAE bound L_k."""
+    trained = {}
+    for k in ks:
+        model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
+        theta = model.init(seed=seed, x=data.x_train)
+        label = family_label(k)
+        if progress:
+            print(f"training {label}: {epochs} epochs, {len(data.x_train)} points")
+        result = train(model, theta, data, objective="elbo" if k == 1 else "iwae", k=k,
+                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+        trained[label] = (model, result)
+    return trained
+
+
+def evaluate_family(trained, x_test, k_eval=5000, seed=0, progress=True):
+    """-> list of rows: label, test log p(x) (mean, k = k_eval), test ELBO, active units,
+    training seconds."""
+    rows = []
+    for label, (model, result) in trained.items():
+        log_px = log_marginal(model, result.theta, x_test, k=k_eval, seed=seed, progress=progress)
+        elbo = expected_bound(model, result.theta, x_test, "elbo", 1, replicates=100, seed=seed)
+        units, _ = active_units(model, result.theta, x_test)
+        rows.append({"model": label, "log_px": float(log_px.mean()), "elbo": float(elbo.mean()),
+                     "active_units": units, "z_dim": model.z_dim, "train_seconds": result.seconds})
+    return rows
+
+
+def _seconds_per_point_encoder(model, theta, x, repeats=7):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.encode(theta, x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / len(x)
+
+
+def classic_vs_amortized(model, theta, x, steps=500, lr=0.05, seed=0, replicates=200):
+    """Classic VI against the encoder on held-out points x, with the same decoder.
+
+    Returns a dict with, per method, the mean ELBO and the seconds per point; the mean gap
+    ELBO[q*] − ELBO[q_encoder] (classic VI from the prior, so it competes with the encoder rather than
+    refining it); and the seconds per point classic VI needed to first match the encoder's mean
+    ELBO (None if it never did).
+    """
+    encoder_elbo = expected_bound(model, theta, x, "elbo", 1, replicates=replicates, seed=seed)
+    encoder_seconds = _seconds_per_point_encoder(model, theta, x)
+    fit = fit_local(model, theta, x, steps=steps, lr=lr, seed=seed, eval_replicates=replicates)
+    target = float(encoder_elbo.mean())
+    # history is the one-sample ELBO per step: smooth it over a window before comparing
+    window = max(1, steps // 50)
+    smoothed = np.convolve(fit.history, np.ones(window) / window, mode="valid")
+    reached = np.flatnonzero(smoothed >= target)
+    match_seconds = (None if len(reached) == 0
+                     else float(fit.seconds_per_point * (reached[0] + window) / max(1, steps)))
+    return {"points": len(x), "encoder_elbo": target, "classic_elbo": float(fit.bound.mean()),
+            "gap": float(fit.bound.mean() - target), "encoder_seconds_per_point": encoder_seconds,
+            "classic_seconds_per_point": fit.seconds_per_point, "classic_steps": steps,
+            "classic_seconds_to_match": match_seconds,
+            "per_point": (encoder_elbo, fit.bound)}
+
+
+def format_table(rows, columns):
+    """Plain-text table. columns: [(key, header, format)]."""
+    header = " | ".join(h for _, h, _ in columns)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(" | ".join(("n/a" if row[key] is None else format(row[key], fmt)).rjust(len(h))
+                                for key, h, fmt in columns))
+    return "\n".join(lines)
