@@ -231,19 +231,19 @@ def build_parser():
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     train.set_defaults(run=run_train)
 
-    evaluate = commands.add_parser("evaluate", help="test log p(x) and active units")
-    common(evaluate)
-    evaluate.add_argument("--checkpoint", type=_existing_file, required=True)
-    evaluate.add_argument("--k", type=_int_at_least(1), default=5000)
-    evaluate.add_argument("--points", type=_int_at_least(1), default=500)
-    evaluate.set_defaults(run=run_evaluate)
+    def checkpoint_command(name, help, run, points):
+        sub = commands.add_parser(name, help=help)
+        common(sub)
+        sub.add_argument("--checkpoint", type=_existing_file, required=True)
+        sub.add_argument("--points", type=_int_at_least(1), default=points,
+                         help=f"test points to use (default {points})")
+        sub.set_defaults(run=run)
+        return sub
 
-    compare = commands.add_parser("compare", help="classic vs amortized inference")
-    common(compare)
-    compare.add_argument("--checkpoint", type=_existing_file, required=True)
+    evaluate = checkpoint_command("evaluate", "test log p(x) and active units", run_evaluate, 500)
+    evaluate.add_argument("--k", type=_int_at_least(1), default=5000)
+    compare = checkpoint_command("compare", "classic vs amortized inference", run_compare, 200)
     compare.add_argument("--steps", type=_int_at_least(1), default=500)
-    compare.add_argument("--points", type=_int_at_least(1), default=200)
-    compare.set_defaults(run=run_compare)
     return parser
 
 

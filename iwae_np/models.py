@@ -66,13 +66,19 @@ class VAE:
         return f"VAE({args})"
 
     def init(self, seed=0, x=None):
-        """A fresh θ (1-D, length ``layout.size``): Glorot-uniform weights, zero biases.
+        """A fresh θ (1-D, length ``layout.size``): Glorot-uniform weights, zero biases, and
+        zero weights into the encoder's log σ outputs (q starts at σ = 1).
 
         x: optional training data (n, x_dim). With it, the decoder's output bias starts at the
         data mean (for Bernoulli: the logit of the mean, clipped to [1e-3, 1 − 1e-3]), so the
         first steps learn structure instead of the average image.
         """
         theta = init_theta(self.layout, onp.random.default_rng(seed), self.dtype)
+        # The log σ half of the encoder's output layer starts at 0, so every q starts with σ = 1,
+        # the prior's scale. σ = exp(·) amplifies a random start exponentially: with Glorot
+        # weights on un-centred data, a linear-Gaussian run began at σ ≈ e⁵ and ELBO ≈ −8653.
+        out_W = self.layout.get(theta, f"encoder.{self.encoder.n_layers - 1}.W")
+        out_W[:, self.z_dim:] = 0  # a view into theta
         if x is not None:
             x = self._check_x(x)
             out_bias = self.layout.slice(f"decoder.{self.decoder.n_layers - 1}.b")

@@ -26,15 +26,30 @@ def _cli(*args):
                           text=True, cwd=ROOT, timeout=300)
 
 
-def test_cli_help_and_demo():
+def test_cli_help_and_quick_demo(tmp_path):
     assert _cli("--help").returncode == 0
-    demo = _cli("demo", "--n", "20")
+    demo = _cli("demo", "--quick", "--quiet", "--epochs", "2", "--k-eval", "200",
+                "--out", str(tmp_path))
     assert demo.returncode == 0, demo.stderr
-    assert "L_k" in demo.stdout and "50" in demo.stdout
+    assert "IWAE (k=50)" in demo.stdout and "classic VI" in demo.stdout
+    for name in ("training_curves", "bound_vs_k", "samples", "classic_vs_amortized"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
-def test_cli_bad_argument_is_one_line_exit_2():
-    result = _cli("demo", "--n", "0")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "--n" in result.stderr
+def test_cli_bad_arguments_are_one_line_exit_2(tmp_path):
+    cases = [
+        ("train", "--k", "0"),
+        ("train", "--epochs", "-1"),
+        ("train", "--dataset", "cifar"),
+        ("train", "--lr", "nan"),
+        ("demo", "--hidden", "0"),
+        ("evaluate", "--checkpoint", str(tmp_path / "missing.npz")),
+        ("compare", "--checkpoint", str(tmp_path / "missing.npz")),
+        ("train", "--dataset", "mnist", "--mnist-path", str(tmp_path / "nowhere")),
+        ("train", "--checkpoint", str(tmp_path / "missing.npz"), "--resume"),
+    ]
+    for args in cases:
+        result = _cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, args
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
