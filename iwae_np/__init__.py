@@ -1,7 +1,7 @@
 """iwae_np: variational inference and the Importance Weighted Autoencoder, from scratch in NumPy.
 
 Read the package as a textbook, in this order: numerics -> distributions -> params -> nets ->
-models -> bounds -> gradcheck.
+models -> bounds -> gradcheck, then vi -> optim -> train -> evaluate -> datasets.
 """
 
 from .bounds import elbo, iwae_bound
@@ -11,6 +11,10 @@ from .models import VAE
 from .nets import MLP
 from .numerics import log_mean_exp, log_sigmoid, logsumexp, sigmoid, softplus
 from .params import Layout, block, glorot_uniform, init_theta
+
+# The layers above the core, as submodules: iw.datasets, iw.vi, iw.train, iw.evaluate, ...
+# (plots is imported on use: it pulls in matplotlib.pyplot.)
+from . import checkpoint, datasets, evaluate, experiments, optim, train, vi  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -5,6 +5,7 @@
     train     train one model and write a checkpoint (resumable)
     evaluate  test log p(x) at large k and active units of a checkpoint
     compare   classic vs amortized inference with a checkpoint's decoder
+    gaps      approximation and amortization gaps on toys whose log p(x) is exact
 
 Bad arguments print one line to stderr and exit with code 2, never a traceback.
 """
@@ -76,7 +77,6 @@ def run_demo(args):
 
     from . import experiments as ex
     from . import plots
-    from .evaluate import expected_bound
 
     started = time.perf_counter()
     epochs = args.epochs if args.epochs is not None else (30 if args.quick else 200)
@@ -96,8 +96,12 @@ def run_demo(args):
                               progress=not args.quiet)
     print(f"\nVAE vs IWAE, same architecture (x-{'-'.join(map(str, args.hidden))}-{args.z_dim}), "
           f"{epochs} epochs, test points: {n_eval}")
+    for row in rows:
+        row["log_px_text"] = f"{row['log_px']:.2f} ± {row['log_px_se']:.2f}"
+        row["vs_first_text"] = f"{row['vs_first']:+.2f} ± {row['vs_first_se']:.2f}"
     print(ex.format_table(rows, [("model", "model      ", ""),
-                                 ("log_px", f"test log p(x), k={args.k_eval}", ".2f"),
+                                 ("log_px_text", f"test log p(x), k={args.k_eval}", ""),
+                                 ("vs_first_text", "vs VAE (paired)", ""),
                                  ("elbo", "test ELBO", ".2f"),
                                  ("active_units", "active units", "d"),
                                  ("train_seconds", "train s", ".1f")]))
@@ -119,10 +123,7 @@ def run_demo(args):
     print(f"gap ELBO[classic] − ELBO[encoder]: {comparison['gap']:+.2f} nats per point")
 
     ks = [1, 2, 5, 10, 50, 200, 1000]
-    curves = {label: [float(np.mean(expected_bound(model, result.theta, x_eval, "iwae", k,
-                                                   replicates=max(1, 200 // k), seed=args.seed)))
-                      for k in ks]
-              for label, (model, result) in trained.items()}
+    curves = ex.bound_curves(trained, x_eval, ks, seed=args.seed)
     written = [
         _save(plots.training_curves({label: r.history for label, (_, r) in trained.items()}),
               args.out, "training_curves.png"),
@@ -188,6 +189,20 @@ def run_compare(args):
     return 0
 
 
+def run_gaps(args):
+    from . import experiments as ex
+
+    rows = [ex.toy_gaps(name, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+            for name in args.toys]
+    print("Inference gaps on toys with exact log p(x) (encoder trained for the true decoder):")
+    print(ex.format_table(rows, [("toy", "toy   ", ""), ("log_px", "log p(x)", ".3f"),
+                                 ("local_elbo", "ELBO[q*]", ".3f"),
+                                 ("encoder_elbo", "ELBO[encoder]", ".3f"),
+                                 ("approximation_gap", "approximation gap", ".3f"),
+                                 ("amortization_gap", "amortization gap", ".3f")]))
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -230,6 +245,13 @@ def build_parser():
     train.add_argument("--checkpoint", default=os.path.join(DEFAULT_OUT, "model.npz"))
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     train.set_defaults(run=run_train)
+
+    gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
+    gaps.add_argument("--toys", nargs="+", choices=("banana", "linear"), default=["linear", "banana"])
+    gaps.add_argument("--epochs", type=_int_at_least(0), default=200)
+    gaps.add_argument("--seed", type=int, default=0)
+    gaps.add_argument("--quiet", action="store_true")
+    gaps.set_defaults(run=run_gaps)
 
     def checkpoint_command(name, help, run, points):
         sub = commands.add_parser(name, help=help)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checks import check_array, check_int, check_positive
+from .checks import check_array, check_choice, check_int, check_positive
 from .distributions import _normal_logpdf
 from .numerics import _log_mean_exp, _logsumexp
 
@@ -22,11 +22,11 @@ def _check_inputs(model, theta, x):
     return theta, model._check_x(x)
 
 
-def _log_weights_for(model, theta, lam):
+def _log_weights_for(model, theta, lam, n):
     """A function (x_batch, rows, eps) -> log_w using the encoder, or a given λ = (mean, log_std)."""
     if lam is None:
         return lambda xb, rows, eps: model._log_weights(theta, xb, eps)
-    mean, log_std = lam
+    mean, log_std = model._check_lambda(lam, n)
     return lambda xb, rows, eps: model._log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
 
 
@@ -40,8 +40,8 @@ def log_marginal(model, theta, x, k=5000, max_rows=10000, seed=0, lam=None, prog
     theta, x = _check_inputs(model, theta, x)
     check_int("k", k, minimum=1)
     check_int("max_rows", max_rows, minimum=1)
-    log_weights = _log_weights_for(model, theta, lam)
     n = len(x)
+    log_weights = _log_weights_for(model, theta, lam, n)
     points_per_chunk = max(1, max_rows // k)  # whole points when k is small enough
     samples_per_chunk = min(k, max_rows)  # else chunks of samples of a single point
     out = np.empty(n)
@@ -66,9 +66,11 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
     theta, x = _check_inputs(model, theta, x)
     check_int("k", k, minimum=1)
     check_int("replicates", replicates, minimum=1)
-    log_weights = _log_weights_for(model, theta, lam)
-    rng = np.random.default_rng(seed)
+    check_int("max_rows", max_rows, minimum=1)
+    check_choice("objective", objective, ("elbo", "iwae"))
     n = len(x)
+    log_weights = _log_weights_for(model, theta, lam, n)
+    rng = np.random.default_rng(seed)
     points_per_chunk = max(1, max_rows // k)
     replicates_per_chunk = max(1, max_rows // (k * min(n, points_per_chunk)))
     total = np.zeros(n)

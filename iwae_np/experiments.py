@@ -39,16 +39,26 @@ def train_family(data, ks=(1, 5, 50), z_dim=10, hidden=(64, 64), epochs=20, batc
 
 
 def evaluate_family(trained, x_test, k_eval=5000, seed=0, progress=True):
-    """-> list of rows: label, test log p(x) (mean, k = k_eval), test ELBO, active units,
-    training seconds."""
-    rows = []
+    """-> list of rows: label, test log p(x) (mean and standard error, k = k_eval), its paired
+    difference from the first model (with standard error), test ELBO, active units, training
+    seconds."""
+    rows, first = [], None
     for label, (model, result) in trained.items():
         log_px = log_marginal(model, result.theta, x_test, k=k_eval, seed=seed, progress=progress)
         elbo = expected_bound(model, result.theta, x_test, "elbo", 1, replicates=100, seed=seed)
         units, _ = active_units(model, result.theta, x_test)
-        rows.append({"model": label, "log_px": float(log_px.mean()), "elbo": float(elbo.mean()),
+        first = log_px if first is None else first
+        # the models see the same test points, so differences get a paired standard error
+        difference = log_px - first
+        rows.append({"model": label, "log_px": float(log_px.mean()),
+                     "log_px_se": _standard_error(log_px), "elbo": float(elbo.mean()),
+                     "vs_first": float(difference.mean()), "vs_first_se": _standard_error(difference),
                      "active_units": units, "z_dim": model.z_dim, "train_seconds": result.seconds})
     return rows
+
+
+def _standard_error(values):
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def _seconds_per_point_encoder(model, theta, x, repeats=7):
@@ -83,6 +93,41 @@ def classic_vs_amortized(model, theta, x, steps=500, lr=0.05, seed=0, replicates
             "classic_seconds_per_point": fit.seconds_per_point, "classic_steps": steps,
             "classic_seconds_to_match": match_seconds,
             "per_point": (encoder_elbo, fit.bound)}
+
+
+def bound_curves(trained, x, ks=(1, 2, 5, 10, 50, 200, 1000), samples=200, seed=0):
+    """E[L_k] (mean over points) against k for each trained model: the data of the bound-vs-k
+    figure. Each k uses about ``samples`` draws per point (max(1, samples // k) replicates)."""
+    return {label: [float(np.mean(expected_bound(model, result.theta, x, "iwae", k,
+                                                 replicates=max(1, samples // k), seed=seed)))
+                    for k in ks]
+            for label, (model, result) in trained.items()}
+
+
+def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress=False):
+    """Cremer et al.'s gaps on a toy whose log p(x) is exact: train an encoder (MLP ``hidden``)
+    for the *true* decoder, then compare it with classic VI on held-out points.
+
+    name: "banana" (log p(x) by quadrature) or "linear" (closed form). -> dict of mean gaps."""
+    from .datasets import banana, linear_gaussian, train_test_split
+    from .evaluate import log_marginal_quadrature
+    from .vi import inference_gaps
+
+    toy = banana(n=n, seed=seed) if name == "banana" else linear_gaussian(n=n, seed=seed)
+    true = toy.model
+    model = VAE(true.x_dim, true.z_dim, hidden=hidden, decoder_hidden=true.decoder_hidden,
+                likelihood="gaussian")
+    theta = model.init(seed=seed)
+    for block in true.layout.blocks:  # the true decoder, copied block by block
+        if block.startswith("decoder"):
+            theta[model.layout.slice(block)] = toy.theta[true.layout.slice(block)]
+    x_train, x_test = train_test_split(toy.x, 0.2, seed)
+    result = train(model, theta, x_train, objective="elbo", k=10, epochs=epochs,
+                   batch_size=50, lr=3e-3, seed=seed, update="encoder", progress=progress)
+    log_px = (log_marginal_quadrature(true, toy.theta, x_test) if name == "banana"
+              else toy.log_marginal(x_test))
+    gaps = inference_gaps(model, result.theta, x_test, log_px, seed=seed)
+    return {"toy": name, "points": len(x_test), **{key: float(np.mean(value)) for key, value in gaps.items()}}
 
 
 def format_table(rows, columns):

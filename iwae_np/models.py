@@ -26,23 +26,25 @@ DTYPES = ("float64", "float32")
 class VAE:
     """Encoder, decoder and prior over one flat parameter vector θ.
 
-    x_dim, z_dim: data and latent sizes; hidden: the encoder's hidden sizes (the decoder uses
-    them reversed); hidden=() gives linear maps. likelihood: "bernoulli" (x in {0, 1}) or
-    "gaussian" (with a learned per-dimension noise scale ``decoder.log_std``).
+    x_dim, z_dim: data and latent sizes; hidden: the encoder's hidden sizes; decoder_hidden: the
+    decoder's (default: ``hidden`` reversed); () gives a linear map. likelihood: "bernoulli"
+    (x in {0, 1}) or "gaussian" (with a learned per-dimension noise scale ``decoder.log_std``).
     """
 
     def __init__(self, x_dim, z_dim, hidden=(200, 200), likelihood="bernoulli",
-                 activation="tanh", dtype="float64"):
+                 activation="tanh", dtype="float64", decoder_hidden=None):
         self.x_dim = check_int("x_dim", x_dim, minimum=1)
         self.z_dim = check_int("z_dim", z_dim, minimum=1)
         self.hidden = tuple(check_int("hidden", h, minimum=1) for h in hidden)
+        self.decoder_hidden = (self.hidden[::-1] if decoder_hidden is None else
+                               tuple(check_int("decoder_hidden", h, minimum=1) for h in decoder_hidden))
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.dtype = onp.dtype(check_choice("dtype", onp.dtype(dtype).name, DTYPES))
 
         # The encoder's last layer outputs (μ, log σ) side by side: 2·z_dim numbers per point.
         self.encoder = MLP("encoder", (self.x_dim, *self.hidden, 2 * self.z_dim), activation)
-        self.decoder = MLP("decoder", (self.z_dim, *self.hidden[::-1], self.x_dim), activation)
+        self.decoder = MLP("decoder", (self.z_dim, *self.decoder_hidden, self.x_dim), activation)
         self.layout = Layout()
         self.encoder.register(self.layout)
         self.decoder.register(self.layout)
@@ -54,8 +56,8 @@ class VAE:
     def config(self):
         """The constructor arguments, JSON-ready (stored in checkpoints)."""
         return {"x_dim": self.x_dim, "z_dim": self.z_dim, "hidden": list(self.hidden),
-                "likelihood": self.likelihood, "activation": self.activation,
-                "dtype": self.dtype.name}
+                "decoder_hidden": list(self.decoder_hidden), "likelihood": self.likelihood,
+                "activation": self.activation, "dtype": self.dtype.name}
 
     @classmethod
     def from_config(cls, config):
@@ -182,6 +184,20 @@ class VAE:
         if self.likelihood == "bernoulli":
             check_binary("x", x)
         return x.astype(self.dtype, copy=False)  # data follows the model's dtype: no upcast
+
+    def _check_lambda(self, lam, n, name="lam"):
+        """λ = (mean, log_std) for n points, each (n, z_dim), in the model's dtype."""
+        if not isinstance(lam, (tuple, list)) or len(lam) != 2:
+            raise ValueError(f"{name}: expected a pair (mean, log_std), got {type(lam).__name__}")
+        checked = []
+        for part, value in zip(("mean", "log_std"), lam):
+            value = onp.asarray(getval(value))
+            check_array(f"{name} {part}", value)
+            if value.shape != (n, self.z_dim):
+                raise ValueError(f"{name}: expected {part} of shape ({n}, {self.z_dim}), "
+                                 f"got {value.shape}")
+            checked.append(value.astype(self.dtype, copy=False))
+        return tuple(checked)
 
     def _check_eps(self, eps, n):
         eps = onp.asarray(eps)

@@ -16,7 +16,7 @@ def training_curves(histories):
             ax.plot(epochs, [h["test_bound"] for h in history], "-", color=color, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("bound (nats per point)")
-    ax.set_title("training objective: train (dashed), test (solid)")
+    ax.set_title("each model's own bound: train (dashed), test (solid)")
     ax.legend()
     fig.tight_layout()
     return fig

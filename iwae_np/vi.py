@@ -20,7 +20,7 @@ import numpy as np
 from autograd import value_and_grad
 
 from .bounds import BOUNDS
-from .checks import check_array, check_choice, check_int, check_positive
+from .checks import check_choice, check_int, check_positive
 from .evaluate import expected_bound
 from .optim import Adam
 
@@ -65,15 +65,9 @@ def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, see
     check_positive("lr", lr)
     n, d = len(x), model.z_dim
     if init is None:
-        lam = np.zeros((n, 2 * d), dtype=model.dtype)
+        lam = np.zeros((n, 2 * d), dtype=model.dtype)  # every q_i starts at the prior N(0, I)
     else:
-        mean, log_std = (np.asarray(a, dtype=model.dtype) for a in init)
-        for name, value in (("init mean", mean), ("init log_std", log_std)):
-            check_array(name, value)
-            if value.shape != (n, d):
-                raise ValueError(f"init: expected (mean, log_std) of shape ({n}, {d}) each, "
-                                 f"got {name.split()[1]} of shape {value.shape}")
-        lam = np.concatenate([mean, log_std], axis=1)
+        lam = np.concatenate(model._check_lambda(init, n, name="init"), axis=1)
     bound = BOUNDS[objective]
 
     def total_bound(lam, eps):  # Σ_i L(x_i; λ_i): the gradient for λ_i is that of point i alone
@@ -114,3 +108,20 @@ def amortization_gap(model, theta, x, *, steps=500, lr=0.05, seed=0, replicates=
                     eval_replicates=replicates)
     return {"encoder_elbo": encoder_elbo, "local_elbo": fit.bound,
             "gap": fit.bound - encoder_elbo}, fit
+
+
+def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, replicates=200):
+    """Split the encoder's shortfall log p(x) − ELBO[q_encoder] into Cremer et al.'s two gaps:
+
+        approximation gap  = log p(x) − ELBO[q*]          (the family of q is too poor)
+        amortization gap   = ELBO[q*] − ELBO[q_encoder]   (one shared x → λ is too poor)
+
+    q* is classic VI's best diagonal Gaussian, started at the encoder's λ. log_px: (n,) exact
+    log p(x) (closed form or quadrature). Returns a dict of per-point arrays.
+    """
+    gaps, _ = amortization_gap(model, theta, x, steps=steps, lr=lr, seed=seed, replicates=replicates)
+    log_px = np.asarray(log_px, dtype=float)
+    if log_px.shape != (len(gaps["gap"]),):
+        raise ValueError(f"log_px: expected shape ({len(gaps['gap'])},), got {log_px.shape}")
+    return {"log_px": log_px, "local_elbo": gaps["local_elbo"], "encoder_elbo": gaps["encoder_elbo"],
+            "approximation_gap": log_px - gaps["local_elbo"], "amortization_gap": gaps["gap"]}

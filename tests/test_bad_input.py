@@ -84,3 +84,30 @@ def test_bad_configuration_and_rng():
     _raises("dtype", lambda: iw.VAE(3, 2, dtype="float16"))
     _raises("rng", lambda: MODEL.draw_eps(0, 1, 2))
     _raises("rng", lambda: MODEL.sample_prior(np.random.RandomState(0), 2))
+
+
+def test_inference_and_evaluation_entry_points():
+    from iwae_np import datasets, evaluate, vi
+
+    _raises("objective", lambda: vi.fit_local(MODEL, THETA, X, objective="kl"))
+    _raises("k", lambda: vi.fit_local(MODEL, THETA, X, k=0))
+    _raises("steps", lambda: vi.fit_local(MODEL, THETA, X, steps=-1))
+    _raises("lr", lambda: vi.fit_local(MODEL, THETA, X, lr=0.0))
+    _raises("init", lambda: vi.fit_local(MODEL, THETA, X, init=(np.zeros((3, 2)), np.zeros((3, 2)))))
+    _raises("init", lambda: vi.fit_local(MODEL, THETA, X, init=np.zeros((2, 4))))
+    _raises("init mean", lambda: vi.fit_local(MODEL, THETA, X, init=(np.full((2, 2), np.nan), np.zeros((2, 2)))))
+    _raises("x", lambda: vi.fit_local(MODEL, THETA, X[:, :2]))
+    _raises("k", lambda: evaluate.log_marginal(MODEL, THETA, X, k=0))
+    _raises("max_rows", lambda: evaluate.log_marginal(MODEL, THETA, X, max_rows=0))
+    _raises("lam", lambda: evaluate.log_marginal(MODEL, THETA, X, k=3, lam=(np.zeros((2, 3)), np.zeros((2, 3)))))
+    _raises("objective", lambda: evaluate.expected_bound(MODEL, THETA, X, objective="elbow"))
+    _raises("replicates", lambda: evaluate.expected_bound(MODEL, THETA, X, replicates=0))
+    _raises("model", lambda: evaluate.log_marginal_quadrature(iw.VAE(4, 3, hidden=()), np.zeros(iw.VAE(4, 3, hidden=()).layout.size), X))
+    _raises("theta", lambda: evaluate.active_units(MODEL, THETA[:3], X))
+    _raises("n", lambda: datasets.bars(n=1))
+    _raises("p", lambda: datasets.bars(p=1.5))
+    _raises("noise_std", lambda: datasets.linear_gaussian(noise_std=0.0))
+    _raises("test_fraction", lambda: datasets.train_test_split(X, 1.0))
+    _raises("dataset", lambda: datasets.load("cifar"))
+    _raises("mnist_path", lambda: datasets.load("mnist"))
+    _raises("binarize", lambda: datasets.digits(binarize="otsu"))

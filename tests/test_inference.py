@@ -100,3 +100,18 @@ def test_active_units_counts_variance_of_encoder_means():
     count, variances = evaluate.active_units(model, theta, x)
     np.testing.assert_allclose(variances, [0.25, 0.25 * 0.0025, 0.0], rtol=0.05)
     assert count == 1
+
+
+def test_inference_gaps_on_toys_with_exact_log_px():
+    from iwae_np import experiments
+
+    linear = experiments.toy_gaps("linear")  # the defaults behind the README table
+    toy = datasets.linear_gaussian(n=300, seed=0)
+    _, cov = toy.posterior(toy.x[:1])
+    precision = np.linalg.inv(cov)
+    kl_best_diagonal = 0.5 * (np.sum(np.log(np.diag(precision))) - np.linalg.slogdet(precision)[1])
+    # the approximation gap of the best diagonal q is exactly this KL, the same for every x
+    assert abs(linear["approximation_gap"] - kl_best_diagonal) < 0.02
+    assert -0.02 < linear["amortization_gap"] < 0.05
+    banana = experiments.toy_gaps("banana")
+    assert banana["approximation_gap"] > 0.3 and banana["amortization_gap"] > 0.1

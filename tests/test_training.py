@@ -161,3 +161,15 @@ def test_bad_training_arguments(setup):
                              ({"resume": True}, "checkpoint")):
         with pytest.raises(ValueError, match=f"^{argument}: expected"):
             train.train(model, theta, data, progress=False, **kwargs)
+
+
+def test_figure_data_is_deterministic(setup):
+    from iwae_np import experiments
+
+    data = setup[0]
+    runs = [experiments.train_family(data, ks=(1, 3), z_dim=2, hidden=(8,), epochs=2, progress=False)
+            for _ in range(2)]
+    curves = [experiments.bound_curves(trained, data.x_test, ks=(1, 4, 16), samples=32) for trained in runs]
+    assert curves[0] == curves[1]
+    for label in runs[0]:
+        np.testing.assert_array_equal(runs[0][label][1].theta, runs[1][label][1].theta)
