@@ -10,7 +10,7 @@ depends on ``max_rows``, not on k·n.
 import math
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .checks import check_array, check_choice, check_int, check_positive
 from .distributions import _normal_logpdf

@@ -71,10 +71,14 @@ def classic_vs_amortized(encoder_elbo, local_elbo):
 
 
 def posterior_contours(z1, z2, densities, title=""):
-    """densities: {label: (len(z1), len(z2)) density on the grid} -> overlaid contour plots."""
+    """densities: {label: (len(z1), len(z2)) density on the grid} -> overlaid contour plots.
+
+    Every density is drawn at the same levels (10%, 30%, ..., 90% of the first one's peak), so
+    a narrower density shows as more, tighter rings."""
     fig, ax = plt.subplots(figsize=(5, 5))
+    levels = np.max(next(iter(densities.values()))) * np.array([0.1, 0.3, 0.5, 0.7, 0.9])
     for i, (label, density) in enumerate(densities.items()):
-        ax.contour(z1, z2, density.T, levels=5, colors=f"C{i}")
+        ax.contour(z1, z2, density.T, levels=levels, colors=f"C{i}")
         ax.plot([], [], color=f"C{i}", label=label)
     ax.set_xlabel("z₁")
     ax.set_ylabel("z₂")

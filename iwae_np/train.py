@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from autograd import value_and_grad
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .bounds import BOUNDS

@@ -75,3 +75,14 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("iwae_np", derandomize=True, deadline=None, max_examples=60,
                           print_blob=True)
 settings.load_profile("iwae_np")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print each lesson's run time (CI's log keeps them; the 60 s budget is checked by eye, not
+    by a timed test)."""
+    from test_lessons import TIMES
+
+    if TIMES:
+        terminalreporter.write_sep("-", "lesson run times (s)")
+        for name, seconds in sorted(TIMES.items()):
+            terminalreporter.write_line(f"{name:<40} {seconds:6.1f}")
