@@ -60,9 +60,10 @@ def log_marginal(model, theta, x, k=5000, max_rows=10000, seed=0, lam=None, prog
 
 
 def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_rows=20000,
-                   seed=0, lam=None):
+                   seed=0, lam=None, return_std=False):
     """E[L_k] per point (or E[ELBO] for objective="elbo"), the mean of ``replicates`` independent
-    estimates of the bound with k samples each. x: (n, x_dim) -> (n,)."""
+    estimates of the bound with k samples each. x: (n, x_dim) -> (n,), or with
+    ``return_std=True`` (mean (n,), std over replicates (n,))."""
     theta, x = _check_inputs(model, theta, x)
     check_int("k", k, minimum=1)
     check_int("replicates", replicates, minimum=1)
@@ -73,7 +74,7 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
     rng = np.random.default_rng(seed)
     points_per_chunk = max(1, max_rows // k)
     replicates_per_chunk = max(1, max_rows // (k * min(n, points_per_chunk)))
-    total = np.zeros(n)
+    total, total_squares = np.zeros(n), np.zeros(n)
     for start in range(0, n, points_per_chunk):
         rows = np.arange(start, min(n, start + points_per_chunk))
         for done in range(0, replicates, replicates_per_chunk):
@@ -82,7 +83,11 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
             log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
             per_replicate = log_w.mean(axis=1) if objective == "elbo" else _log_mean_exp(log_w, axis=1)
             total[rows] += per_replicate.sum(axis=0)
-    return total / replicates
+            total_squares[rows] += (per_replicate ** 2).sum(axis=0)
+    mean = total / replicates
+    if not return_std:
+        return mean
+    return mean, np.sqrt(np.maximum(total_squares / replicates - mean ** 2, 0.0))
 
 
 def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):

@@ -104,14 +104,12 @@ def bound_curves(trained, x, ks=(1, 2, 5, 10, 50, 200, 1000), samples=200, seed=
             for label, (model, result) in trained.items()}
 
 
-def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress=False):
-    """Cremer et al.'s gaps on a toy whose log p(x) is exact: train an encoder (MLP ``hidden``)
-    for the *true* decoder, then compare it with classic VI on held-out points.
+def train_toy_encoder(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress=False):
+    """Amortized inference for a toy's *true* model: an encoder (MLP ``hidden``) trained on the
+    ELBO with the true decoder copied in and frozen.
 
-    name: "banana" (log p(x) by quadrature) or "linear" (closed form). -> dict of mean gaps."""
+    name: "banana" or "linear". -> (toy, model, theta, x_train, x_test)."""
     from .datasets import banana, linear_gaussian, train_test_split
-    from .evaluate import log_marginal_quadrature
-    from .vi import inference_gaps
 
     toy = banana(n=n, seed=seed) if name == "banana" else linear_gaussian(n=n, seed=seed)
     true = toy.model
@@ -124,9 +122,20 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
     x_train, x_test = train_test_split(toy.x, 0.2, seed)
     result = train(model, theta, x_train, objective="elbo", k=10, epochs=epochs,
                    batch_size=50, lr=3e-3, seed=seed, update="encoder", progress=progress)
-    log_px = (log_marginal_quadrature(true, toy.theta, x_test) if name == "banana"
+    return toy, model, result.theta, x_train, x_test
+
+
+def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress=False):
+    """Cremer et al.'s gaps on a toy whose log p(x) is exact, for held-out points, with the
+    encoder of ``train_toy_encoder``. log p(x): quadrature (banana) or closed form (linear).
+    -> dict of mean gaps."""
+    from .evaluate import log_marginal_quadrature
+    from .vi import inference_gaps
+
+    toy, model, theta, _, x_test = train_toy_encoder(name, n, epochs, hidden, seed, progress)
+    log_px = (log_marginal_quadrature(toy.model, toy.theta, x_test) if name == "banana"
               else toy.log_marginal(x_test))
-    gaps = inference_gaps(model, result.theta, x_test, log_px, seed=seed)
+    gaps = inference_gaps(model, theta, x_test, log_px, seed=seed)
     return {"toy": name, "points": len(x_test), **{key: float(np.mean(value)) for key, value in gaps.items()}}
 
 

@@ -135,6 +135,21 @@ class VAE:
         eps = self._check_eps(eps, n=x.shape[0])
         return self._log_weights(theta, x, eps)
 
+    def log_weights_given(self, theta, x, mean, log_std, eps):
+        """log w_i for a q(z|x) = N(mean, diag exp(log_std)²) you give instead of the encoder's:
+        classic VI's per-point λ. theta: (P,); x: (n, x_dim); mean, log_std: (n, z_dim);
+        eps: (k, n, z_dim) -> log_w: (k, n)."""
+        theta = self._check_theta(theta)
+        x = self._check_x(x)
+        eps = self._check_eps(eps, n=x.shape[0])
+        check_array("mean", mean)
+        check_array("log_std", log_std)
+        for name, value in (("mean", mean), ("log_std", log_std)):
+            if onp.shape(value) != (x.shape[0], self.z_dim):
+                raise ValueError(f"{name}: expected shape ({x.shape[0]}, {self.z_dim}), "
+                                 f"got {onp.shape(value)}")
+        return self._log_weights_given(theta, x, mean, log_std, eps)
+
     # ------------------------------------------------------------------ sampling
 
     def draw_eps(self, rng, k, n):

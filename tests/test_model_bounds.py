@@ -158,3 +158,23 @@ def test_sampling_from_the_model():
     x, z = model.sample(theta, np.random.default_rng(0), 7)
     assert x.shape == (7, 6) and z.shape == (7, 2)
     assert set(np.unique(x)) <= {0.0, 1.0}
+
+
+def test_log_weights_given_matches_the_encoder_path_and_checks_shapes():
+    model, theta, x, eps = _binary_setup()
+    mean, log_std = model.encode(theta, x)
+    np.testing.assert_array_equal(model.log_weights_given(theta, x, mean, log_std, eps),
+                                  model.log_weights(theta, x, eps))
+    with pytest.raises(ValueError, match="log_std: expected shape"):
+        model.log_weights_given(theta, x, mean, log_std[:1], eps)
+
+
+def test_expected_bound_std_matches_replicates():
+    from iwae_np import evaluate
+
+    model, theta, x, _ = _binary_setup()
+    mean, std = evaluate.expected_bound(model, theta, x, "iwae", 4, replicates=3000, return_std=True)
+    direct = np.stack([iw.iwae_bound(model.log_weights(theta, x, model.draw_eps(np.random.default_rng(s), 4, 3)))
+                       for s in range(3000)])
+    np.testing.assert_allclose(mean, direct.mean(0), atol=4 * direct.std(0).max() / np.sqrt(3000) * 1.5)
+    np.testing.assert_allclose(std, direct.std(0), rtol=0.08)
