@@ -6,6 +6,7 @@
     evaluate  test log p(x) at large k and active units of a checkpoint
     compare   classic vs amortized inference with a checkpoint's decoder
     gaps      approximation and amortization gaps on toys whose log p(x) is exact
+    bench     speed of the training step, evaluation and inference, side by side with PyTorch
 
 Bad arguments print one line to stderr and exit with code 2, never a traceback.
 """
@@ -203,6 +204,20 @@ def run_gaps(args):
     return 0
 
 
+def run_bench(args):
+    import json
+
+    from . import bench
+
+    rows = bench.run(repeats=args.repeats, rounds=args.rounds, quick=args.quick,
+                     use_torch=not args.no_torch, threads=args.threads)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+        print(f"results written to {args.json}")
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -246,6 +261,15 @@ def build_parser():
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     train.set_defaults(run=run_train)
 
+    bench = commands.add_parser("bench", help="speed, side by side with PyTorch if installed")
+    bench.add_argument("--repeats", type=_int_at_least(1), default=15, help="timings per round")
+    bench.add_argument("--rounds", type=_int_at_least(1), default=3, help="alternations per workload")
+    bench.add_argument("--quick", action="store_true", help="fewer points for W3")
+    bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    bench.add_argument("--threads", type=_int_at_least(1), help="threads per side (default: all cores)")
+    bench.add_argument("--json", help="also write the results to this file")
+    bench.set_defaults(run=run_bench)
+
     gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
     gaps.add_argument("--toys", nargs="+", choices=("banana", "linear"), default=["linear", "banana"])
     gaps.add_argument("--epochs", type=_int_at_least(0), default=200)
@@ -278,6 +302,9 @@ def main(argv=None):
     import matplotlib
 
     matplotlib.use("Agg")  # the CLI writes PNG files; it never opens windows
+    from .runtime import tune_malloc
+
+    tune_malloc()  # see runtime.py: faster steps, at the price of keeping peak memory
     from .train import TrainingDiverged
 
     try:

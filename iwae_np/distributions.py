@@ -11,7 +11,6 @@ import numpy as onp
 from autograd.extend import defvjp, primitive
 
 from .checks import check_array, check_binary, check_int
-from .numerics import _sigmoid
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -38,29 +37,58 @@ def _unbroadcast(g, shape):
 
 
 @primitive
-def _bernoulli_logpmf(x, logits):
-    """log Bern(x; σ(ℓ)) = Σ_d [x_d ℓ_d − softplus(ℓ_d)] = Σ_d log σ(s_d ℓ_d), with s = 2x − 1.
+def _bernoulli_log_terms(x, logits):
+    """Elementwise log Bern(x_d; σ(ℓ_d)) = x_d ℓ_d − softplus(ℓ_d) = log σ(s_d ℓ_d), s = 2x − 1.
 
     For x ∈ {0, 1} the sign s ∈ {−1, +1} folds both cases into one log-sigmoid: log σ(ℓ) when
-    x = 1 and log σ(−ℓ) = log(1 − σ(ℓ)) when x = 0. One pass fewer than x·ℓ − softplus(ℓ).
+    x = 1 and log σ(−ℓ) = log(1 − σ(ℓ)) when x = 0. With t = s ℓ,
+
+        log σ(t) = min(t, 0) − log1p(e^{−|t|})          (no exp of a positive number)
+
+    This runs on the largest array of an IWAE step, (k, n, x_dim), so every pass counts: two
+    buffers, each pass written in place (DESIGN.md: count the passes over the decoder output).
     """
-    signed = (2 * x - 1) * logits
-    # log σ(t) = min(t, 0) − log1p(e^{−|t|}), see numerics._log_sigmoid
-    return onp.sum(onp.minimum(signed, 0) - onp.log1p(onp.exp(-onp.abs(signed))), axis=-1)
+    t = (2 * x - 1) * logits
+    softplus_part = onp.abs(t)
+    onp.negative(softplus_part, out=softplus_part)
+    onp.exp(softplus_part, out=softplus_part)
+    onp.log1p(softplus_part, out=softplus_part)  # log1p(e^{−|t|})
+    onp.minimum(t, 0, out=t)
+    t -= softplus_part
+    return t
 
 
-def _bernoulli_logpmf_vjp(ans, x, logits):
-    """∂/∂ℓ_d log σ(s_d ℓ_d) = s_d σ(−s_d ℓ_d)  (= x_d − σ(ℓ_d) written without cancellation)."""
+def _bernoulli_log_terms_vjp(ans, x, logits):
+    """∂/∂ℓ log σ(s ℓ) = s σ(−s ℓ), and σ(−t) = 1 − σ(t) = −expm1(log σ(t)) = −expm1(ans):
+    the gradient comes from the saved output in three passes, without recomputing a sigmoid.
+    (expm1 keeps full precision where σ(−t) is tiny.)"""
     def vjp(g):
-        sign = 2 * x - 1
-        grad = g[..., None] * sign * _sigmoid(-sign * logits)
+        grad = onp.expm1(ans)
+        grad *= 1 - 2 * x  # −s
+        grad *= g
         return _unbroadcast(grad, onp.shape(logits))
 
     return vjp
 
 
 # x is discrete data, so only the logits get a gradient.
-defvjp(_bernoulli_logpmf, None, _bernoulli_logpmf_vjp)
+defvjp(_bernoulli_log_terms, None, _bernoulli_log_terms_vjp)
+
+
+@primitive
+def _sum_last(a):
+    """Σ over the last axis. a: (..., d) -> (...)."""
+    return onp.sum(a, axis=-1)
+
+
+# The gradient of a sum copies g to every summed entry. A broadcast view does that without
+# allocating; autograd's own np.sum VJP materializes it as g + zeros(shape), two full passes.
+defvjp(_sum_last, lambda ans, a: lambda g: onp.broadcast_to(onp.expand_dims(g, -1), onp.shape(a)))
+
+
+def _bernoulli_logpmf(x, logits):
+    """log Bern(x; σ(ℓ)) summed over the last axis. x: (n, d), logits: (k, n, d) -> (k, n)."""
+    return _sum_last(_bernoulli_log_terms(x, logits))
 
 
 def _reparameterize(mean, log_std, eps):

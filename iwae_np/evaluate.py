@@ -30,7 +30,7 @@ def _log_weights_for(model, theta, lam, n):
     return lambda xb, rows, eps: model._log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
 
 
-def log_marginal(model, theta, x, k=5000, max_rows=10000, seed=0, lam=None, progress=False):
+def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progress=False):
     """log p(x) ≈ L_k = log (1/k) Σ_i w_i with large k (Burda et al. use k = 5000).
 
     x: (n, x_dim) -> (n,). Each point draws its ε from its own stream ``default_rng([seed, i])``,

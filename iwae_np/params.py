@@ -25,7 +25,9 @@ def _block_vjp(ans, theta, start, stop, shape):
 
     def vjp(g):
         def add_into(total):  # autograd hands us θ's gradient accumulator; add our slice in place
-            total[start:stop] += onp.ravel(g)
+            # reshape the contiguous slice of total, not g: a transposed g (as matrix-product
+            # gradients often are) would be copied by ravel
+            total[start:stop].reshape(shape)[...] += g
             return total
 
         return SparseObject(space, add_into)

@@ -25,6 +25,7 @@ from .checks import check_choice, check_int, check_positive
 from .datasets import Dataset
 from .evaluate import expected_bound
 from .optim import Adam, clip_by_norm
+from .runtime import tune_malloc
 
 UPDATES = ("all", "encoder")
 
@@ -75,6 +76,7 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
         check_positive("clip_norm", clip_norm)
     config = {"objective": objective, "k": k, "batch_size": batch_size, "lr": lr, "seed": seed,
               "update": update, "clip_norm": clip_norm, "dataset": data.name}
+    tune_malloc()  # keep the step's large temporaries in the process (runtime.py measures why)
 
     rng = np.random.default_rng(seed)
     adam = Adam(lr)
