@@ -7,6 +7,7 @@
     compare   classic vs amortized inference with a checkpoint's decoder
     gaps      approximation and amortization gaps on toys whose log p(x) is exact
     bench     speed of the training step, evaluation and inference, side by side with PyTorch
+    assignments release | grade   student copies of the assignments; autograding with reports
 
 Bad arguments print one line to stderr and exit with code 2, never a traceback.
 """
@@ -218,6 +219,23 @@ def run_bench(args):
     return 0
 
 
+def run_assignments(args):
+    from . import classroom
+
+    if args.action == "release":
+        written = classroom.release(args.source, args.out)
+        print(f"wrote {len(written)} student notebooks under {args.out}:")
+        for path in written:
+            print(f"  {path}")
+        return 0
+    report = classroom.grade(args.notebook, source=args.source)
+    print(report)
+    stem = args.report or os.path.splitext(args.notebook)[0] + "_grade"
+    json_path, text_path = report.save(stem)
+    print(f"grade report written to {json_path} and {text_path}")
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -269,6 +287,21 @@ def build_parser():
     bench.add_argument("--threads", type=_int_at_least(1), help="threads per side (default: all cores)")
     bench.add_argument("--json", help="also write the results to this file")
     bench.set_defaults(run=run_bench)
+
+    assignments = commands.add_parser("assignments", help="release student copies, grade submissions")
+    actions = assignments.add_subparsers(dest="action", metavar="action", parser_class=_Parser,
+                                         required=True)
+    release = actions.add_parser("release", help="student copies: solutions and hidden tests removed")
+    release.add_argument("source", help="folder of assignment notebooks (e.g. lessons/assignments)")
+    release.add_argument("out", help="folder to write the student copies to")
+    grade = actions.add_parser("grade", help="run a submitted notebook and score its graded cells")
+    grade.add_argument("notebook", type=_existing_file, help="a submitted .ipynb")
+    grade.add_argument("--source", type=_existing_file,
+                       help="the original assignment .ipynb: its graded cells (with hidden tests) "
+                            "replace the submission's")
+    grade.add_argument("--report", help="file stem for the JSON and text report "
+                       "(default: next to the notebook, NAME_grade)")
+    assignments.set_defaults(run=run_assignments)
 
     gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
     gaps.add_argument("--toys", nargs="+", choices=("banana", "linear"), default=["linear", "banana"])

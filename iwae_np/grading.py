@@ -46,6 +46,10 @@ class CheckResult:
     cases_passed: int = 0
     cases: int = 0
 
+    def __post_init__(self):  # plain Python types, so the report is valid JSON
+        self.passed, self.points, self.max_points = bool(self.passed), float(self.points), float(self.max_points)
+        self.cases_passed, self.cases = int(self.cases_passed), int(self.cases)
+
     def __str__(self):
         verdict = "PASSED" if self.passed else "FAILED"
         return (f"[{verdict}] {self.name}: {self.points:g}/{self.max_points:g} points "

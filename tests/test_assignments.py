@@ -1,0 +1,142 @@
+"""Assignments: the solutions earn every point, student copies hold no solution and fail every
+exercise, the built-in release equals nbgrader's, and the documented instructor commands run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from iwae_np import classroom
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "lessons" / "assignments"
+ASSIGNMENTS = sorted(p.name for p in SOURCE.iterdir() if p.is_dir())
+
+
+def _notebook(name):
+    return SOURCE / name / f"{name}.ipynb"
+
+
+def _solution_lines(notebook):
+    """Every non-blank line strictly inside a BEGIN/END SOLUTION region."""
+    lines = []
+    for cell in notebook.cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            if line.strip() == classroom.BEGIN_SOLUTION:
+                inside = True
+            elif line.strip() == classroom.END_SOLUTION:
+                inside = False
+            elif inside and line.strip():
+                lines.append(line.strip())
+    return lines
+
+
+def test_there_are_at_least_four_assignments_with_points():
+    assert len(ASSIGNMENTS) >= 4
+    for name in ASSIGNMENTS:
+        cells = nbformat.read(_notebook(name), as_version=4).cells
+        graded = [c for c in cells if c.metadata.get("nbgrader", {}).get("grade")]
+        assert len(graded) >= 2 and all(c.metadata["nbgrader"]["points"] > 0 for c in graded)
+        assert any("BEGIN HIDDEN TESTS" in c.source for c in graded), name
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_solutions_earn_every_point_and_write_a_report(name, tmp_path):
+    shutil.copytree(SOURCE / name, tmp_path / name)
+    report = classroom.grade(str(tmp_path / name / f"{name}.ipynb"))
+    earned, total = report.score
+    assert earned == total > 0, str(report)
+    data = json.loads((tmp_path / name / f"{name}_report.json").read_text())  # the notebook's own report
+    assert data["score"] == data["max_score"] > 0
+    assert "points" in (tmp_path / name / f"{name}_report.txt").read_text()
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_path):
+    classroom.release(str(SOURCE), str(tmp_path))
+    path = tmp_path / name / f"{name}.ipynb"
+    student = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    assert text.count("raise NotImplementedError()") >= 2
+    original = nbformat.read(_notebook(name), as_version=4)
+    for line in _solution_lines(original):
+        assert line not in text.split("\n") and f"    {line}" not in text, line
+    report = classroom.grade(str(path))
+    assert report.score[0] == 0 and all(not r.passed for r in report.results), str(report)
+    assert all("NotImplementedError" in r.message or "not defined" in r.message for r in report.results)
+
+
+def test_builtin_release_equals_nbgrader():
+    preprocessors = pytest.importorskip("nbgrader.preprocessors")
+    for name in ASSIGNMENTS:
+        source = nbformat.read(_notebook(name), as_version=4)
+        ours = classroom.student_version(source)
+        theirs = nbformat.read(_notebook(name), as_version=4)
+        for preprocessor in (preprocessors.ClearSolutions(), preprocessors.ClearHiddenTests(),
+                             preprocessors.ClearOutput()):
+            theirs, _ = preprocessor.preprocess(theirs, {})
+        assert [c.source for c in ours.cells] == [c.source for c in theirs.cells], name
+        assert [c.get("outputs") for c in ours.cells] == [c.get("outputs") for c in theirs.cells]
+
+
+def _run(command, cwd):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, shell=True,
+                            env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]))
+    assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    return result
+
+
+def test_documented_builtin_instructor_commands(tmp_path):
+    """The commands of lessons/assignments/README.md, 'Without nbgrader'."""
+    python = sys.executable
+    _run(f"{python} -m iwae_np assignments release {SOURCE} {tmp_path / 'release'}", tmp_path)
+    name = "A3_iwae_bound"
+    original = _notebook(name)
+    submitted = tmp_path / "submitted" / "ada" / name
+    shutil.copytree(SOURCE / name, submitted)  # a perfect submission
+    _run(f"{python} -m iwae_np assignments grade {submitted / (name + '.ipynb')} --source {original} "
+         f"--report {tmp_path / 'ada_A3'}", tmp_path)
+    assert json.loads((tmp_path / "ada_A3.json").read_text())["score"] == 10
+
+
+def test_grading_restores_the_original_tests(tmp_path):
+    """A submission made from the student copy, with its tests edited to pass and one graded cell
+    deleted, is graded on the original tests, hidden ones included."""
+    name = "A3_iwae_bound"
+    classroom.release(str(SOURCE), str(tmp_path))
+    path = tmp_path / name / f"{name}.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    graded = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded[0].source = "pass  # tests removed by the student"
+    notebook.cells.remove(graded[1])
+    nbformat.write(notebook, path)
+    report = classroom.grade(str(path), source=str(_notebook(name)))
+    by_id = {r.name: r for r in report.results}
+    assert not by_id["a3_bound_tests"].passed and "NotImplementedError" in by_id["a3_bound_tests"].message
+    assert not by_id["a3_weights_tests"].passed and "missing" in by_id["a3_weights_tests"].message
+    assert report.score[0] == 0
+
+
+def test_documented_nbgrader_instructor_commands(tmp_path):
+    """The commands of lessons/assignments/README.md, 'With nbgrader'."""
+    pytest.importorskip("nbgrader")
+    name = "A3_iwae_bound"
+    shutil.copytree(SOURCE, tmp_path / "source")
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'vi101'\n")
+    _run(f"nbgrader generate_assignment {name} --force", tmp_path)
+    released = tmp_path / "release" / name / f"{name}.ipynb"
+    assert "raise NotImplementedError()" in released.read_text()
+    submitted = tmp_path / "submitted" / "ada" / name
+    submitted.mkdir(parents=True)
+    shutil.copy(_notebook(name), submitted / f"{name}.ipynb")  # a perfect submission
+    _run(f"nbgrader autograde {name} --force", tmp_path)
+    _run("nbgrader export", tmp_path)
+    grades = (tmp_path / "grades.csv").read_text()
+    assert "ada" in grades and ",10.0," in grades, grades
