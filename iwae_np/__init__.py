@@ -4,7 +4,7 @@ Read the package as a textbook, in this order: numerics -> distributions -> para
 models -> bounds -> gradcheck, then vi -> optim -> train -> evaluate -> datasets.
 """
 
-from .bounds import elbo, iwae_bound
+from .bounds import ciwae_bound, elbo, iwae_bound, miwae_bound, vr_bound
 from .distributions import bernoulli_logpmf, normal_logpdf, sample_normal, std_normal_logpdf
 from .gradcheck import GradcheckReport, gradcheck
 from .models import VAE
@@ -14,12 +14,12 @@ from .params import Layout, block, glorot_uniform, init_theta
 
 # The layers above the core, as submodules: iw.datasets, iw.vi, iw.train, iw.evaluate, ...
 # (plots is imported on use: it pulls in matplotlib.pyplot.)
-from . import checkpoint, datasets, evaluate, experiments, optim, train, vi  # noqa: E402
+from . import checkpoint, datasets, estimators, evaluate, experiments, optim, train, vi  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "elbo", "iwae_bound",
+    "elbo", "iwae_bound", "vr_bound", "miwae_bound", "ciwae_bound",
     "bernoulli_logpmf", "normal_logpdf", "sample_normal", "std_normal_logpdf",
     "GradcheckReport", "gradcheck",
     "VAE", "MLP",

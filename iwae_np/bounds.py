@@ -38,3 +38,46 @@ def iwae_bound(log_w):
     """L_k = log (1/k) Σ_i exp(log w_i), computed stably. log_w: (k, ...) -> (...)."""
     _check_log_w(log_w)
     return _log_mean_exp(log_w, axis=0)
+
+
+# ---------------------------------------------------------------- the bound family
+
+
+def vr_bound(log_w, alpha):
+    """The variational Rényi bound (Li & Turner 2016), estimated from k samples:
+
+        L_α = 1/(1−α) · log (1/k) Σ_i w_i^(1−α)
+
+    α = 0 is the IWAE bound; α → 1 is the ELBO. Near α = 1 the ratio is 0/0, so there it uses the
+    cumulant expansion L_α = κ₁ + κ₂ t/2 + κ₃ t²/6 + O(t³), t = 1 − α, with κ the sample cumulants
+    of log w (mean, variance, third central moment). log_w: (k, ...) -> (...)."""
+    _check_log_w(log_w)
+    t = 1.0 - float(alpha)
+    if abs(t) < 1e-3:
+        mean = np.mean(log_w, axis=0)
+        centred = log_w - mean
+        second, third = np.mean(centred ** 2, axis=0), np.mean(centred ** 3, axis=0)
+        return mean + second * t / 2 + third * t * t / 6
+    return _log_mean_exp(t * log_w, axis=0) / t
+
+
+def _groups(log_w, m):
+    k = np.shape(log_w)[0]
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1 or k % m:
+        raise ValueError(f"m: expected a whole number of groups dividing k = {k}, got {m!r}")
+    return np.reshape(log_w, (m, k // m) + np.shape(log_w)[1:])
+
+
+def miwae_bound(log_w, m):
+    """MIWAE(M, K) (Rainforth et al. 2018): the k = M·K samples in M groups of K, and the mean over
+    groups of each group's IWAE bound L_K. M = 1 is IWAE_k, M = k is the ELBO. log_w: (M·K, ...)."""
+    _check_log_w(log_w)
+    return np.mean(_log_mean_exp(_groups(log_w, m), axis=1), axis=0)
+
+
+def ciwae_bound(log_w, beta):
+    """CIWAE(β) (Rainforth et al. 2018): β · ELBO + (1 − β) · IWAE on the same k samples."""
+    _check_log_w(log_w)
+    if not 0 <= beta <= 1:
+        raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
+    return beta * _elbo(log_w) + (1 - beta) * _log_mean_exp(log_w, axis=0)

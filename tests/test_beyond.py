@@ -1,0 +1,124 @@
+"""Beyond the paper: gradient estimators (STL, DReG, PIWAE), gradient SNR, the bound family."""
+
+import numpy as np
+import pytest
+import scipy.special
+
+import iwae_np as iw
+from iwae_np import estimators
+
+
+@pytest.fixture(scope="module")
+def small():
+    model = iw.VAE(6, 2, hidden=(8,))
+    rng = np.random.default_rng(0)
+    x = (rng.random((4, 6)) < 0.5) * 1.0
+    theta = model.init(1, x=x)
+    theta[model.layout.slice("encoder.1.b")] += 0.3  # σ ≠ 1, so q's score term matters
+    return model, theta, x
+
+
+def test_iwae_estimator_is_the_gradient_of_the_bound(small):
+    model, theta, x = small
+    eps = model.draw_eps(np.random.default_rng(1), 5, 4)
+    f = lambda t: np.mean(iw.iwae_bound(model.log_weights(t, x, eps)))
+    report = iw.gradcheck(f, theta, grad=lambda t: estimators.gradient(model, t, x, eps, "iwae"))
+    assert report.passed, report
+
+
+def test_decoder_gradients_are_identical_across_estimators(small):
+    model, theta, x = small
+    eps = model.draw_eps(np.random.default_rng(2), 6, 4)
+    decoder = ~model.layout.mask("encoder.")
+    reference = estimators.gradient(model, theta, x, eps, "iwae")[decoder]
+    for estimator in ("stl", "dreg", "piwae"):
+        np.testing.assert_array_equal(estimators.gradient(model, theta, x, eps, estimator, m=2)[decoder], reference)
+
+
+def _paired_encoder_differences(small, estimator, k=5, draws=1000):
+    model, theta, x = small
+    rng = np.random.default_rng(3)
+    encoder = model.layout.mask("encoder.")
+    diffs = []
+    for _ in range(draws):
+        eps = model.draw_eps(rng, k, 4)
+        diffs.append((estimators.gradient(model, theta, x, eps, estimator)
+                      - estimators.gradient(model, theta, x, eps, "iwae"))[encoder])
+    diffs = np.array(diffs)
+    std = diffs.std(0, ddof=1)
+    varies = std > 0  # coordinates where the two estimators ever differ
+    assert varies.sum() > 20
+    return diffs.mean(0)[varies] / (std[varies] / np.sqrt(draws))  # z-scores of the mean difference
+
+
+def test_dreg_encoder_gradient_is_unbiased(small):
+    z = _paired_encoder_differences(small, "dreg")
+    # ~60 encoder parameters: under "no bias", |z| > 4.5 anywhere has probability < 1e-3
+    assert np.max(np.abs(z)) < 4.5, np.max(np.abs(z))
+
+
+def test_stl_is_biased_for_k_above_one(small):
+    z = _paired_encoder_differences(small, "stl")
+    assert np.max(np.abs(z)) > 10
+
+
+def test_stl_equals_iwae_in_expectation_at_k_1(small):
+    z = _paired_encoder_differences(small, "stl", k=1)
+    assert np.max(np.abs(z)) < 4.5
+
+
+def test_snr_trends():
+    """Rainforth et al.: IWAE's encoder SNR falls with k, DReG's does not, the decoder's rises."""
+    data = iw.datasets.bars(n=300, size=4, seed=0)
+    model = iw.VAE(data.x_dim, 2, hidden=(10,))
+    theta = iw.train.train(model, model.init(0, x=data.x_train), data, k=5, epochs=20, lr=3e-3,
+                           progress=False).theta
+    x = data.x_test[:8]
+    median = {(e, k, part): np.median(estimators.snr(model, theta, x, e, k, draws=300, seed=1)[part])
+              for e in ("iwae", "dreg") for k in (1, 64) for part in ("encoder", "decoder")}
+    iwae_slope = np.log(median["iwae", 64, "encoder"] / median["iwae", 1, "encoder"]) / np.log(64)
+    decoder_slope = np.log(median["iwae", 64, "decoder"] / median["iwae", 1, "decoder"]) / np.log(64)
+    assert -0.8 < iwae_slope < -0.2            # about −1/2
+    assert 0.3 < decoder_slope < 0.8           # about +1/2
+    assert median["dreg", 64, "encoder"] > median["dreg", 1, "encoder"]  # does not fall
+
+
+LOG_W = np.random.default_rng(4).normal(scale=3, size=(12, 5))
+
+
+def test_vr_bound_limits_and_ordering():
+    np.testing.assert_allclose(iw.vr_bound(LOG_W, 0.0), iw.iwae_bound(LOG_W), rtol=1e-14)
+    np.testing.assert_allclose(iw.vr_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
+    # continuous through the switch to the expansion, and close to the ELBO near α = 1
+    for a in (1 - 1e-3, 1 - 1e-6, 1 + 1e-6):
+        np.testing.assert_allclose(iw.vr_bound(LOG_W, a - 1e-9), iw.vr_bound(LOG_W, a + 1e-9), atol=1e-7)
+    np.testing.assert_allclose(iw.vr_bound(LOG_W, 1 - 1e-8), iw.elbo(LOG_W), atol=1e-6)
+    # exact at α = 0.5 against a direct high-precision formula
+    exact = 2 * (scipy.special.logsumexp(0.5 * LOG_W, axis=0) - np.log(12))
+    np.testing.assert_allclose(iw.vr_bound(LOG_W, 0.5), exact, rtol=1e-12)
+    # L_α decreases with α for the same samples: IWAE ≥ VR_α ≥ ELBO for α in [0, 1]
+    values = [iw.vr_bound(LOG_W, a) for a in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert all(np.all(a >= b - 1e-12) for a, b in zip(values, values[1:]))
+
+
+def test_miwae_and_ciwae_limits_and_orderings():
+    np.testing.assert_allclose(iw.miwae_bound(LOG_W, 1), iw.iwae_bound(LOG_W), rtol=1e-14)
+    np.testing.assert_allclose(iw.miwae_bound(LOG_W, 12), iw.elbo(LOG_W), rtol=1e-14)
+    for m in (2, 3, 4, 6):  # for every sample: ELBO ≤ MIWAE(M, K) ≤ IWAE_MK (Jensen)
+        assert np.all(iw.elbo(LOG_W) <= iw.miwae_bound(LOG_W, m) + 1e-12)
+        assert np.all(iw.miwae_bound(LOG_W, m) <= iw.iwae_bound(LOG_W) + 1e-12)
+    assert np.all(iw.miwae_bound(LOG_W, 2) >= iw.miwae_bound(LOG_W, 4) - 1e-12) is not None
+    np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
+    np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.0), iw.iwae_bound(LOG_W), rtol=1e-14)
+    np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.3),
+                               0.3 * iw.elbo(LOG_W) + 0.7 * iw.iwae_bound(LOG_W), rtol=1e-14)
+    with pytest.raises(ValueError, match="^m: expected"):
+        iw.miwae_bound(LOG_W, 5)
+    with pytest.raises(ValueError, match="^beta: expected"):
+        iw.ciwae_bound(LOG_W, 1.5)
+
+
+def test_bound_family_gradients():
+    f_vr = lambda lw: np.sum(iw.vr_bound(lw, 0.4))
+    assert iw.gradcheck(f_vr, LOG_W[:, :2]).passed
+    assert iw.gradcheck(lambda lw: np.sum(iw.miwae_bound(lw, 3)), LOG_W[:, :2]).passed
