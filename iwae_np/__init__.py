@@ -8,6 +8,7 @@ from .bounds import ciwae_bound, elbo, iwae_bound, miwae_bound, vr_bound
 from .distributions import bernoulli_logpmf, normal_logpdf, sample_normal, std_normal_logpdf
 from .gradcheck import GradcheckReport, gradcheck
 from .models import VAE
+from .hierarchical import TwoLayerVAE
 from .nets import MLP
 from .numerics import log_mean_exp, log_sigmoid, logsumexp, sigmoid, softplus
 from .params import Layout, block, glorot_uniform, init_theta
@@ -22,7 +23,7 @@ __all__ = [
     "elbo", "iwae_bound", "vr_bound", "miwae_bound", "ciwae_bound",
     "bernoulli_logpmf", "normal_logpdf", "sample_normal", "std_normal_logpdf",
     "GradcheckReport", "gradcheck",
-    "VAE", "MLP",
+    "VAE", "TwoLayerVAE", "MLP",
     "log_mean_exp", "log_sigmoid", "logsumexp", "sigmoid", "softplus",
     "Layout", "block", "glorot_uniform", "init_theta",
 ]

@@ -100,7 +100,7 @@ def load_model(path):
 
     arrays, metadata = load(path)
     try:
-        model = VAE.from_config(metadata["model"])
+        model = VAE.from_config(metadata["model"])  # any registered model class
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"checkpoint: expected a valid model config in {path!r}, got "
                          f"{metadata.get('model')!r} ({error})") from None

@@ -8,7 +8,7 @@ import math
 
 import autograd.numpy as np
 import numpy as onp
-from autograd.extend import defvjp, primitive
+from autograd.extend import Box, defvjp, primitive
 
 from .checks import check_array, check_binary, check_int
 
@@ -28,11 +28,11 @@ def _std_normal_logpdf(z):
 
 def _unbroadcast(g, shape):
     """Sum a gradient over the axes that broadcasting added or stretched, back to ``shape``."""
-    while g.ndim > len(shape):
-        g = g.sum(axis=0)
+    while np.ndim(g) > len(shape):
+        g = np.sum(g, axis=0)
     for axis, size in enumerate(shape):
-        if size == 1 and g.shape[axis] != 1:
-            g = g.sum(axis=axis, keepdims=True)
+        if size == 1 and np.shape(g)[axis] != 1:
+            g = np.sum(g, axis=axis, keepdims=True)
     return g
 
 
@@ -63,7 +63,9 @@ def _bernoulli_log_terms_vjp(ans, x, logits):
     the gradient comes from the saved output in three passes, without recomputing a sigmoid.
     (expm1 keeps full precision where σ(−t) is tiny.)"""
     def vjp(g):
-        grad = onp.expm1(ans)
+        if isinstance(g, Box) or isinstance(ans, Box):  # differentiated again: traceable ops
+            return _unbroadcast(np.expm1(ans) * (1 - 2 * x) * g, onp.shape(logits))
+        grad = onp.expm1(ans)  # the usual case: in place, one temporary
         grad *= 1 - 2 * x  # −s
         grad *= g
         return _unbroadcast(grad, onp.shape(logits))
@@ -83,7 +85,7 @@ def _sum_last(a):
 
 # The gradient of a sum copies g to every summed entry. A broadcast view does that without
 # allocating; autograd's own np.sum VJP materializes it as g + zeros(shape), two full passes.
-defvjp(_sum_last, lambda ans, a: lambda g: onp.broadcast_to(onp.expand_dims(g, -1), onp.shape(a)))
+defvjp(_sum_last, lambda ans, a: lambda g: np.broadcast_to(np.expand_dims(g, -1), np.shape(a)))
 
 
 def _bernoulli_logpmf(x, logits):

@@ -139,6 +139,36 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
     return {"toy": name, "points": len(x_test), **{key: float(np.mean(value)) for key, value in gaps.items()}}
 
 
+def semi_amortized_comparison(data, epochs=30, steps=5, refine_lr=0.1, z_dim=5, hidden=(32,),
+                              k_eval=1000, seed=0, progress=False):
+    """VAE vs semi-amortized VAE (Kim et al. 2018) vs SVI alone, same architecture and epochs.
+
+    Each is evaluated on the test set with the q it would use: the encoder's λ (none for SVI), and
+    λ after ``steps`` refinement steps (from the encoder; from the prior for SVI). -> rows with
+    the mean ELBO of each q, log p(x) with the refined q as proposal (k = k_eval), train seconds."""
+    from .vi import refine
+
+    rows = []
+    for label, objective in (("VAE", "elbo"), ("SA-VAE", "sa-elbo"), ("SVI", "svi")):
+        model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
+        result = train(model, model.init(seed=seed, x=data.x_train), data, objective=objective, k=1,
+                       epochs=epochs, lr=3e-3, seed=seed, progress=progress,
+                       refine_steps=steps, refine_lr=refine_lr)
+        x = data.x_test
+        eps = np.random.default_rng(seed).standard_normal((steps, 1, len(x), z_dim))
+        lam = refine(model, result.theta, x, eps, refine_lr, from_encoder=objective != "svi")
+        refined = (lam[:, :z_dim], lam[:, z_dim:])
+        encoder = (None if objective == "svi" else
+                   float(np.mean(expected_bound(model, result.theta, x, "elbo", 1, replicates=200, seed=seed))))
+        rows.append({"model": label, "encoder_elbo": encoder,
+                     "refined_elbo": float(np.mean(expected_bound(model, result.theta, x, "elbo", 1,
+                                                                  replicates=200, seed=seed, lam=refined))),
+                     "log_px": float(np.mean(log_marginal(model, result.theta, x, k=k_eval, seed=seed,
+                                                          lam=refined))),
+                     "train_seconds": result.seconds})
+    return rows
+
+
 def format_table(rows, columns):
     """Plain-text table. columns: [(key, header, format)]."""
     header = " | ".join(h for _, h, _ in columns)

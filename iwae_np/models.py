@@ -20,6 +20,7 @@ from .numerics import _sigmoid
 from .params import Layout, init_theta
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+MODELS = {}  # class name -> class, for rebuilding a model from a checkpoint's config
 DTYPES = ("float64", "float32")
 
 
@@ -55,17 +56,23 @@ class VAE:
 
     def config(self):
         """The constructor arguments, JSON-ready (stored in checkpoints)."""
-        return {"x_dim": self.x_dim, "z_dim": self.z_dim, "hidden": list(self.hidden),
+        return {"class": "VAE", "x_dim": self.x_dim, "z_dim": self.z_dim, "hidden": list(self.hidden),
                 "decoder_hidden": list(self.decoder_hidden), "likelihood": self.likelihood,
                 "activation": self.activation, "dtype": self.dtype.name}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    @staticmethod
+    def from_config(config):
+        """The model a ``config()`` describes (a VAE or a registered subclass)."""
+        config = dict(config)
+        name = config.pop("class", "VAE")
+        if name not in MODELS:
+            raise ValueError(f"config: expected a model class in {sorted(MODELS)}, got {name!r}")
+        return MODELS[name](**config)
 
     def __repr__(self):
-        args = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
-        return f"VAE({args})"
+        config = self.config()
+        name = config.pop("class")
+        return f"{name}({', '.join(f'{key}={value!r}' for key, value in config.items())})"
 
     def init(self, seed=0, x=None):
         """A fresh θ (1-D, length ``layout.size``): Glorot-uniform weights, zero biases, and
@@ -80,7 +87,7 @@ class VAE:
         # the prior's scale. σ = exp(·) amplifies a random start exponentially: with Glorot
         # weights on un-centred data, a linear-Gaussian run began at σ ≈ e⁵ and ELBO ≈ −8653.
         out_W = self.layout.get(theta, f"encoder.{self.encoder.n_layers - 1}.W")
-        out_W[:, self.z_dim:] = 0  # a view into theta
+        out_W[:, out_W.shape[1] // 2:] = 0  # a view into theta: the columns that give log σ
         if x is not None:
             x = self._check_x(x)
             out_bias = self.layout.slice(f"decoder.{self.decoder.n_layers - 1}.b")
@@ -168,7 +175,10 @@ class VAE:
     def sample(self, theta, rng, n):
         """Ancestral samples z ~ p(z), x ~ p(x|z) -> (x (n, x_dim), z (n, z_dim))."""
         theta = self._check_theta(theta)
-        z = self.sample_prior(rng, n)
+        return self._sample_x(theta, rng, self.sample_prior(rng, n))
+
+    def _sample_x(self, theta, rng, z):
+        """x ~ p(x|z) for z: (n, z_dim) -> (x, z)."""
         out = self.decode(theta, z)
         if self.likelihood == "bernoulli":
             x = (rng.random(out.shape, dtype=self.dtype) < _sigmoid(out)).astype(self.dtype)
@@ -227,3 +237,6 @@ class VAE:
 
 def _dtype_of(array):
     return onp.asarray(getval(array)).dtype
+
+
+MODELS["VAE"] = VAE

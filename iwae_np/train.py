@@ -26,6 +26,7 @@ from .datasets import Dataset
 from .evaluate import expected_bound
 from .optim import Adam, clip_by_norm
 from .runtime import tune_malloc
+from .vi import semi_amortized_elbo
 
 UPDATES = ("all", "encoder")
 
@@ -49,11 +50,18 @@ class TrainResult:
     seconds: float = 0.0
 
 
+OBJECTIVES = ("elbo", "iwae", "sa-elbo", "svi")
+
+
 def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20, lr=1e-3,
-          seed=0, update="all", clip_norm=None, checkpoint=None, resume=False, progress=True):
+          seed=0, update="all", clip_norm=None, checkpoint=None, resume=False, progress=True,
+          refine_steps=5, refine_lr=0.1):
     """Train ``theta`` on ``data`` (a Dataset, or an (n, x_dim) training array).
 
     objective: "elbo" or "iwae"; k: samples per point (k = 1 with "iwae" is the VAE's ELBO).
+      "sa-elbo": semi-amortized (Kim et al. 2018), the ELBO after ``refine_steps`` gradient steps
+      of size ``refine_lr`` from the encoder's λ, differentiated through the steps; "svi": the same
+      steps from the prior, the model trained on the final λ (stochastic VI without an encoder).
     batch_size, lr: minibatch size and Adam step size; seed: batches, ε and binarization.
     update: "all" (encoder and decoder) or "encoder" (the decoder stays fixed).
     clip_norm: rescale each gradient to at most this norm (None: no clipping).
@@ -66,8 +74,10 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
     x_train = model._check_x(data.x_train)
     x_test = model._check_x(data.x_test) if len(data.x_test) else None
     theta = model._check_theta(theta).copy()
-    check_choice("objective", objective, tuple(BOUNDS))
+    check_choice("objective", objective, OBJECTIVES)
     check_int("k", k, minimum=1)
+    check_int("refine_steps", refine_steps, minimum=0)
+    check_positive("refine_lr", refine_lr)
     check_int("epochs", epochs, minimum=0)
     batch_size = min(check_int("batch_size", batch_size, minimum=1), len(x_train))
     check_positive("lr", lr)
@@ -76,6 +86,9 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
         check_positive("clip_norm", clip_norm)
     config = {"objective": objective, "k": k, "batch_size": batch_size, "lr": lr, "seed": seed,
               "update": update, "clip_norm": clip_norm, "dataset": data.name}
+    refined = objective in ("sa-elbo", "svi")
+    if refined:
+        config.update(refine_steps=refine_steps, refine_lr=refine_lr)
     tune_malloc()  # keep the step's large temporaries in the process (runtime.py measures why)
 
     rng = np.random.default_rng(seed)
@@ -84,8 +97,14 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
     if resume:
         theta, history, start_epoch = _resume(checkpoint, model, config, adam, rng)
 
-    bound = BOUNDS[objective]
-    step_fn = value_and_grad(lambda t, xb, eps: np.mean(bound(model._log_weights(t, xb, eps))))
+    if refined:
+        semi = objective == "sa-elbo"
+        step_fn = value_and_grad(lambda t, xb, eps: np.mean(semi_amortized_elbo(
+            model, t, xb, eps, refine_lr, from_encoder=semi, through_steps=semi)))
+    else:
+        bound = BOUNDS[objective]
+        step_fn = value_and_grad(lambda t, xb, eps: np.mean(bound(model._log_weights(t, xb, eps))))
+    eps_lead = (refine_steps + 1, k) if refined else (k,)  # a fresh ε for every refinement step
     frozen = ~model.layout.mask("encoder.") if update == "encoder" else None
     n_batches = math.ceil(len(x_train) / batch_size)
     started = time.perf_counter()
@@ -98,7 +117,7 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
                    leave=False, mininterval=0.5)
         for b in bar:
             batch = x_epoch[order[b * batch_size:(b + 1) * batch_size]]
-            eps = rng.standard_normal((k, len(batch), model.z_dim), dtype=model.dtype)
+            eps = rng.standard_normal(eps_lead + (len(batch), model.z_dim), dtype=model.dtype)
             value, grad = step_fn(theta, batch, eps)
             _check_step(value, grad, epoch, b, n_batches, theta, history, checkpoint, lr)
             if frozen is not None:
@@ -109,7 +128,8 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
             running += (float(value) - running) / (b + 1)
             bar.set_postfix({f"{objective}(k={k})": f"{running:.3f}"}, refresh=False)
         record = {"epoch": epoch + 1, "train_bound": running,
-                  "test_bound": _test_bound(model, theta, x_test, objective, k, seed, epoch),
+                  "test_bound": _test_bound(model, theta, x_test, objective if objective in BOUNDS
+                                            else "elbo", k, seed, epoch),
                   "seconds": time.perf_counter() - epoch_start}
         history.append(record)
         if progress:

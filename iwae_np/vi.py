@@ -16,8 +16,10 @@ keeps the n problems independent. No Python loop over points.
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
+import autograd
+import autograd.numpy as np
 from autograd import value_and_grad
+from autograd.tracer import getval
 
 from .bounds import BOUNDS
 from .checks import check_choice, check_int, check_positive
@@ -125,3 +127,41 @@ def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, repl
         raise ValueError(f"log_px: expected shape ({len(gaps['gap'])},), got {log_px.shape}")
     return {"log_px": log_px, "local_elbo": gaps["local_elbo"], "encoder_elbo": gaps["encoder_elbo"],
             "approximation_gap": log_px - gaps["local_elbo"], "amortization_gap": gaps["gap"]}
+
+
+def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
+    """K gradient-ascent steps on each point's ELBO from λ₀ (the encoder's, or the prior's):
+
+        λ_{t+1} = λ_t + lr · ∇_λ ELBO(x; λ_t, ε_t),   t = 0 … K−1
+
+    eps: (K, k, n, z_dim). Differentiable in θ through every step. -> λ_K (n, 2·z_dim)."""
+    d = model.z_dim
+    if from_encoder:
+        mean, log_std = model.encode(theta, x)
+        lam = np.concatenate([mean, log_std], axis=1)
+    else:
+        lam = np.zeros((len(x), 2 * d), dtype=model.dtype)
+    step = autograd.grad(lambda lam, e: np.sum(_point_elbos(model, theta, x, lam, e)))
+    for e in eps:
+        lam = lam + lr * step(lam, e)
+    return lam
+
+
+def _point_elbos(model, theta, x, lam, eps):
+    d = model.z_dim
+    return BOUNDS["elbo"](model._log_weights_given(theta, x, lam[:, :d], lam[:, d:], eps))
+
+
+def semi_amortized_elbo(model, theta, x, eps, lr=0.1, from_encoder=True, through_steps=True):
+    """Semi-amortized VI (Kim et al. 2018): the ELBO at λ_K, K = len(eps) − 1 refinement steps
+    (``refine``) from the encoder's λ₀. eps: (K+1, k, n, z_dim); the last draw estimates the
+    final ELBO. -> (n,).
+
+    With through_steps=True autograd differentiates through all K steps, so the encoder learns a
+    starting point that refines well. from_encoder=False, through_steps=False is plain SVI: λ
+    starts at the prior and the model sees λ_K as a constant.
+    """
+    lam = refine(model, theta, x, eps[:-1], lr, from_encoder)
+    if not through_steps:
+        lam = getval(lam)
+    return _point_elbos(model, theta, x, lam, eps[-1])
