@@ -139,6 +139,24 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
     return {"toy": name, "points": len(x_test), **{key: float(np.mean(value)) for key, value in gaps.items()}}
 
 
+def trained_model_gaps(data, epochs=50, z_dim=5, hidden=(32,), k_eval=5000, points=100, seed=0):
+    """The two gaps for a VAE trained on ``data``, where log p(x) is not known exactly: it is
+    estimated with k_eval importance samples (q* as the proposal). -> dict of mean gaps."""
+    from .vi import amortization_gap
+
+    model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
+    theta = train(model, model.init(seed=seed, x=data.x_train), data, objective="elbo", k=1,
+                  epochs=epochs, lr=3e-3, seed=seed, progress=False).theta
+    x = data.x_test[:points]
+    gaps, fit = amortization_gap(model, theta, x, steps=1000, seed=seed)
+    log_px = log_marginal(model, theta, x, k=k_eval, seed=seed, lam=(fit.mean, fit.log_std))
+    return {"toy": f"{data.name} VAE (log p(x) at k={k_eval})", "points": len(x),
+            "log_px": float(np.mean(log_px)), "local_elbo": float(np.mean(gaps["local_elbo"])),
+            "encoder_elbo": float(np.mean(gaps["encoder_elbo"])),
+            "approximation_gap": float(np.mean(log_px - gaps["local_elbo"])),
+            "amortization_gap": float(np.mean(gaps["gap"]))}
+
+
 def semi_amortized_comparison(data, epochs=30, steps=5, refine_lr=0.1, z_dim=5, hidden=(32,),
                               k_eval=1000, seed=0, progress=False):
     """VAE vs semi-amortized VAE (Kim et al. 2018) vs SVI alone, same architecture and epochs.

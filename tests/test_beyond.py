@@ -195,3 +195,21 @@ def test_semi_amortized_comparison_ordering():
     assert rows["SA-VAE"]["refined_elbo"] > rows["SA-VAE"]["encoder_elbo"]  # refinement helps SA
     assert rows["SA-VAE"]["log_px"] > rows["SVI"]["log_px"]
     assert rows["VAE"]["log_px"] > rows["SVI"]["log_px"]
+
+
+def test_piwae_encoder_gradient_is_the_miwae_gradient(small):
+    import autograd
+    import autograd.numpy as anp
+
+    model, theta, x = small
+    eps = model.draw_eps(np.random.default_rng(5), 6, 4)
+    encoder = model.layout.mask("encoder.")
+    miwae = autograd.grad(lambda t: anp.mean(iw.miwae_bound(model.log_weights(t, x, eps), 3)))(theta)
+    np.testing.assert_allclose(estimators.gradient(model, theta, x, eps, "piwae", m=3)[encoder],
+                               miwae[encoder], rtol=1e-12)
+
+
+def test_gaps_of_a_trained_model_are_positive():
+    row = iw.experiments.trained_model_gaps(iw.datasets.bars(n=400, seed=0), epochs=20, points=30)
+    assert row["approximation_gap"] > 0 and row["amortization_gap"] > 0
+    assert row["log_px"] > row["local_elbo"] > row["encoder_elbo"]
