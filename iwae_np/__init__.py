@@ -15,7 +15,7 @@ from .params import Layout, block, glorot_uniform, init_theta
 
 # The layers above the core, as submodules: iw.datasets, iw.vi, iw.train, iw.evaluate, ...
 # (plots is imported on use: it pulls in matplotlib.pyplot.)
-from . import checkpoint, datasets, estimators, evaluate, experiments, optim, train, vi  # noqa: E402
+from . import checkpoint, datasets, estimators, evaluate, experiments, optim, train, vi  # noqa: E402, F401
 
 __version__ = "0.1.0"
 

@@ -107,7 +107,9 @@ def test_miwae_and_ciwae_limits_and_orderings():
     for m in (2, 3, 4, 6):  # for every sample: ELBO ≤ MIWAE(M, K) ≤ IWAE_MK (Jensen)
         assert np.all(iw.elbo(LOG_W) <= iw.miwae_bound(LOG_W, m) + 1e-12)
         assert np.all(iw.miwae_bound(LOG_W, m) <= iw.iwae_bound(LOG_W) + 1e-12)
-    assert np.all(iw.miwae_bound(LOG_W, 2) >= iw.miwae_bound(LOG_W, 4) - 1e-12) is not None
+    # fewer, larger groups are tighter: each L_6 ≥ the mean of its two nested L_3 (Jensen)
+    assert np.all(iw.miwae_bound(LOG_W, 2) >= iw.miwae_bound(LOG_W, 4) - 1e-12)
+    assert np.any(iw.miwae_bound(LOG_W, 2) > iw.miwae_bound(LOG_W, 4) + 1e-3)
     np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
     np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.0), iw.iwae_bound(LOG_W), rtol=1e-14)
     np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.3),

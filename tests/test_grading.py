@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.special
 
-import iwae_np as iw
 from iwae_np import grading
 
 

@@ -1,6 +1,5 @@
 """Training: determinism, bit-for-bit resume, atomic and verified checkpoints, fault handling."""
 
-import json
 import zipfile
 
 import numpy as np
