@@ -1,7 +1,7 @@
-"""``python -m iwae_np``: the command-line interface (see cli.py)."""
+"""``python -m iwae_np``: the command-line interface (see app/cli.py)."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

@@ -7,42 +7,45 @@ with w_i = p(x, z_i) / q(z_i|x). By Jensen, E[L_k] ≤ log p(x); E[L_k] grows wi
 to log p(x) as k → ∞, and L_1 is the ELBO. A bound knows nothing about networks.
 """
 
-import autograd.numpy as np
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
 
-from .checks import check_array
-from .numerics import _log_mean_exp
+from .checks import checked, integer, number, real
+from .numerics import log_mean_exp
 
-
-def _elbo(log_w):
-    return np.mean(log_w, axis=0)
-
-
-# The unchecked kernels by name, for training loops whose log-weights come from checked data.
-BOUNDS = {"elbo": _elbo, "iwae": lambda log_w: _log_mean_exp(log_w, axis=0)}
+# log_w: (k, ...) with k >= 1 samples first; −inf (a zero weight) is allowed, NaN and +inf not.
+LOG_W = real(allow_neg_inf=True)
 
 
-def _check_log_w(log_w):
-    check_array("log_w", log_w, allow_neg_inf=True)
-    shape = np.shape(log_w)
+def _samples_first(name, value, arguments):
+    value = LOG_W(name, value, arguments)
+    shape = np.shape(getval(value))
     if len(shape) == 0 or shape[0] < 1:
         raise ValueError(f"log_w: expected shape (k, ...) with k >= 1 samples first, got {shape}")
+    return value
 
 
+@checked(log_w=_samples_first)
 def elbo(log_w):
     """(1/k) Σ_i log w_i. log_w: (k, ...) -> (...)."""
-    _check_log_w(log_w)
-    return _elbo(log_w)
+    return anp.mean(log_w, axis=0)
 
 
+@checked(log_w=_samples_first)
 def iwae_bound(log_w):
     """L_k = log (1/k) Σ_i exp(log w_i), computed stably. log_w: (k, ...) -> (...)."""
-    _check_log_w(log_w)
-    return _log_mean_exp(log_w, axis=0)
+    return log_mean_exp(log_w, axis=0)
+
+
+# The bounds a training loop can take by name.
+BOUNDS = {"elbo": elbo, "iwae": iwae_bound}
 
 
 # ---------------------------------------------------------------- the bound family
 
 
+@checked(log_w=_samples_first, alpha=number())
 def vr_bound(log_w, alpha):
     """The variational Rényi bound (Li & Turner 2016), estimated from k samples:
 
@@ -51,33 +54,30 @@ def vr_bound(log_w, alpha):
     α = 0 is the IWAE bound; α → 1 is the ELBO. Near α = 1 the ratio is 0/0, so there it uses the
     cumulant expansion L_α = κ₁ + κ₂ t/2 + κ₃ t²/6 + O(t³), t = 1 − α, with κ the sample cumulants
     of log w (mean, variance, third central moment). log_w: (k, ...) -> (...)."""
-    _check_log_w(log_w)
-    t = 1.0 - float(alpha)
+    t = 1.0 - alpha
     if abs(t) < 1e-3:
-        mean = np.mean(log_w, axis=0)
+        mean = anp.mean(log_w, axis=0)
         centred = log_w - mean
-        second, third = np.mean(centred ** 2, axis=0), np.mean(centred ** 3, axis=0)
+        second, third = anp.mean(centred ** 2, axis=0), anp.mean(centred ** 3, axis=0)
         return mean + second * t / 2 + third * t * t / 6
-    return _log_mean_exp(t * log_w, axis=0) / t
+    return log_mean_exp(t * log_w, axis=0) / t
 
 
 def _groups(log_w, m):
-    k = np.shape(log_w)[0]
-    if not isinstance(m, int) or isinstance(m, bool) or m < 1 or k % m:
+    k = anp.shape(log_w)[0]
+    if k % m:
         raise ValueError(f"m: expected a whole number of groups dividing k = {k}, got {m!r}")
-    return np.reshape(log_w, (m, k // m) + np.shape(log_w)[1:])
+    return anp.reshape(log_w, (m, k // m) + anp.shape(log_w)[1:])
 
 
+@checked(log_w=_samples_first, m=integer(minimum=1))
 def miwae_bound(log_w, m):
     """MIWAE(M, K) (Rainforth et al. 2018): the k = M·K samples in M groups of K, and the mean over
     groups of each group's IWAE bound L_K. M = 1 is IWAE_k, M = k is the ELBO. log_w: (M·K, ...)."""
-    _check_log_w(log_w)
-    return np.mean(_log_mean_exp(_groups(log_w, m), axis=1), axis=0)
+    return anp.mean(log_mean_exp(_groups(log_w, m), axis=1), axis=0)
 
 
+@checked(log_w=_samples_first, beta=number(0, 1))
 def ciwae_bound(log_w, beta):
     """CIWAE(β) (Rainforth et al. 2018): β · ELBO + (1 − β) · IWAE on the same k samples."""
-    _check_log_w(log_w)
-    if not 0 <= beta <= 1:
-        raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
-    return beta * _elbo(log_w) + (1 - beta) * _log_mean_exp(log_w, axis=0)
+    return beta * elbo(log_w) + (1 - beta) * iwae_bound(log_w)

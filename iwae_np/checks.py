@@ -1,17 +1,90 @@
-"""Checks at the door.
+"""Checks at the door: validation happens once, where a call enters the package.
 
-Every public entry point validates its input with these helpers and raises ``ValueError`` that
-names the argument, what was expected and what was given. The math inside stays lean: once data
-has passed the door, inner functions trust it.
+Every public entry point declares what its arguments must be with ``@checked(name=rule, ...)``.
+A rule is a function ``rule(name, value, arguments) -> value`` that raises
+``ValueError("name: expected …, got …")`` or hands back the value, converted where that is safe
+(a list, a bool or an integer array becomes floating point before any arithmetic).
 
-The helpers look through autograd's boxes (``getval``), so they can be called on values that are
-being differentiated without breaking the gradient.
+The rules run only for calls that come from outside the package. Once a call is inside a checked
+entry point, the package's own calls to other public functions trust their input: a training step
+validates θ once, not once per layer. So the math below the door is written once, in the words of
+the math, with no unchecked ``_private`` twin (docs/design.md §5).
+
+The rules look through autograd's boxes (``getval``), so they can check values that are being
+differentiated without breaking the gradient: a boxed value is checked but passed on unchanged.
 """
 
+import contextvars
+import functools
+import inspect
 import numbers
 
 import numpy as np
-from autograd.tracer import getval
+from autograd.tracer import Box, getval
+
+_INSIDE = contextvars.ContextVar("iwae_np_inside_a_checked_call", default=False)
+
+
+def checked(**rules):
+    """Decorator: validate the named arguments with their rules when the call enters the package.
+
+    >>> @checked(x=real())
+    ... def double(x):
+    ...     return 2 * x
+    >>> double([1, 2])
+    array([2., 4.])
+    >>> double([1, float("nan")])
+    Traceback (most recent call last):
+    ...
+    ValueError: x: expected no NaN, got NaN at index (1,)
+    """
+
+    def decorate(function):
+        # an autograd primitive keeps the function it wraps in ``fun``
+        signature = inspect.signature(getattr(function, "fun", function))
+        missing = set(rules) - set(signature.parameters)
+        if missing:
+            raise TypeError(f"checked: {function.__qualname__} has no argument {sorted(missing)}")
+
+        @functools.wraps(function)
+        def entry(*args, **kwargs):
+            if _INSIDE.get():  # called by the package itself, on values already checked
+                return function(*args, **kwargs)
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise ValueError(f"{function.__name__}: expected its documented arguments, "
+                                 f"got {error}") from None
+            bound.apply_defaults()
+            arguments = bound.arguments
+            for name, rule in rules.items():
+                arguments[name] = rule(name, arguments[name], arguments)
+            token = _INSIDE.set(True)
+            try:
+                return function(*bound.args, **bound.kwargs)
+            finally:
+                _INSIDE.reset(token)
+
+        return entry
+
+    return decorate
+
+
+def outside():
+    """A context in which calls count as coming from outside again, e.g. while the package runs a
+    function the user wrote (``gradcheck`` calling ``f``): the user's calls are checked."""
+    return _Outside()
+
+
+class _Outside:
+    def __enter__(self):
+        self.token = _INSIDE.set(False)
+
+    def __exit__(self, *exc):
+        _INSIDE.reset(self.token)
+
+
+# ---------------------------------------------------------------- arrays
 
 
 def _first_bad_index(mask):
@@ -20,37 +93,64 @@ def _first_bad_index(mask):
     return tuple(int(i) for i in np.unravel_index(flat, mask.shape))
 
 
-def check_array(name, value, ndim=None, allow_neg_inf=False, allow_inf=False):
-    """Return ``value`` as a floating array after checking it is real and free of NaN/inf.
+def as_float_array(name, value):
+    """``value`` as a floating-point array: lists, bools and integers (signed or unsigned) are
+    converted to float64 before any arithmetic, so nothing wraps around; float32 stays float32.
+    A value being differentiated (an autograd box) is passed through unchanged."""
+    if isinstance(value, Box):
+        raw = np.asarray(getval(value))
+        if not np.issubdtype(raw.dtype, np.floating):
+            raise ValueError(f"{name}: expected a real floating array, got dtype {raw.dtype}")
+        return value
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise ValueError(f"{name}: expected a real numeric array, got {type(value).__name__} "
+                         f"that is not one ({error})") from None
+    if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float64)
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
+    return array
+
+
+def check_finite(name, value, allow_neg_inf=False, allow_inf=False):
+    """No NaN ever; no ±inf unless allowed (log-weights and log-densities may be −inf)."""
+    array = np.asarray(getval(value))
+    # Fast path: a finite sum means every entry is finite (NaN and ±inf propagate). Only a sum
+    # that is not finite (or overflows) pays for the entry-by-entry scan that names the index.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if array.size == 0 or np.isfinite(np.add.reduce(array, axis=None)):
+            return value
+    nan = np.isnan(array)
+    if nan.any():
+        raise ValueError(f"{name}: expected no NaN, got NaN at index {_first_bad_index(nan)}")
+    if not allow_inf:
+        bad = np.isposinf(array) if allow_neg_inf else np.isinf(array)
+        if bad.any():
+            idx = _first_bad_index(bad)
+            what = "finite values or -inf" if allow_neg_inf else "finite values"
+            raise ValueError(f"{name}: expected {what}, got {array[idx]} at index {idx}")
+    return value
+
+
+def check_array(name, value, ndim=None, allow_neg_inf=False, allow_inf=False, nonempty=False):
+    """``value`` as a floating array (see ``as_float_array``), checked for NaN and inf.
 
     ndim: the required number of dimensions, or a tuple of allowed ones, or None for any.
-    allow_neg_inf: accept -inf (log-weights and log-densities may be -inf); NaN never passes.
     """
-    raw = getval(value)
-    array = np.asarray(raw)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-        or array.dtype == bool
-    ):
-        raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
+    value = as_float_array(name, value)
+    shape = np.shape(getval(value))
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if array.ndim not in allowed:
+        if len(shape) not in allowed:
             want = " or ".join(str(a) for a in allowed)
-            raise ValueError(
-                f"{name}: expected an array with {want} dimensions, got shape {array.shape}"
-            )
-    if np.issubdtype(array.dtype, np.floating):
-        nan = np.isnan(array)
-        if nan.any():
-            raise ValueError(f"{name}: expected no NaN, got NaN at index {_first_bad_index(nan)}")
-        if not allow_inf:
-            bad = np.isposinf(array) if allow_neg_inf else np.isinf(array)
-            if bad.any():
-                idx = _first_bad_index(bad)
-                what = "finite values or -inf" if allow_neg_inf else "finite values"
-                raise ValueError(f"{name}: expected {what}, got {array[idx]} at index {idx}")
-    return value
+            raise ValueError(f"{name}: expected an array with {want} dimensions, got shape {shape}")
+    if nonempty and 0 in shape:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {shape}")
+    return check_finite(name, value, allow_neg_inf=allow_neg_inf, allow_inf=allow_inf)
 
 
 def check_binary(name, x):
@@ -59,10 +159,9 @@ def check_binary(name, x):
     bad = (array != 0) & (array != 1)
     if bad.any():
         idx = _first_bad_index(bad)
-        raise ValueError(
-            f"{name}: expected binary data in {{0, 1}} for a Bernoulli likelihood, "
-            f"got {array[idx]} at index {idx}"
-        )
+        raise ValueError(f"{name}: expected binary data in {{0, 1}} for a Bernoulli likelihood, "
+                         f"got {array[idx]} at index {idx}")
+    return x
 
 
 def check_last_dim(name, value, size, what):
@@ -72,13 +171,68 @@ def check_last_dim(name, value, size, what):
         raise ValueError(f"{name}: expected last dimension {size} ({what}), got shape {shape}")
 
 
-def check_int(name, value, minimum=None):
-    """An integer (not a bool, not a float) that is at least ``minimum``."""
+def check_broadcast(**arrays):
+    """The arrays' shapes must broadcast together; returns the broadcast shape."""
+    shapes = {name: np.shape(getval(value)) for name, value in arrays.items()}
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"{', '.join(shapes)}: expected shapes that broadcast together, "
+                         f"got {described}") from None
+
+
+def check_axis(name, axis, ndim):
+    """An axis (int), a tuple of distinct axes, or None, valid for an array of ``ndim`` dims.
+    Returns it normalized: non-negative ints (a tuple stays a tuple)."""
+    if axis is None:
+        return None
+    items = axis if isinstance(axis, tuple) else (axis,)
+    normalized = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise ValueError(f"{name}: expected an int, a tuple of ints or None, got {axis!r}")
+        if not -ndim <= item < ndim:
+            raise ValueError(f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for an array "
+                             f"with {ndim} dimensions, got {item}")
+        normalized.append(int(item) % ndim)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"{name}: expected distinct axes, got {axis!r}")
+    return tuple(normalized) if isinstance(axis, tuple) else normalized[0]
+
+
+# ---------------------------------------------------------------- numbers and choices
+
+
+def check_int(name, value, minimum=None, maximum=None):
+    """An integer (not a bool, not a float) in [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an integer <= {maximum}, got {value}")
     return int(value)
+
+
+def check_sizes(name, sizes):
+    """Hidden-layer sizes: a tuple or list of integers >= 1 (empty: no hidden layer)."""
+    if not isinstance(sizes, (tuple, list)):
+        raise ValueError(f"{name}: expected a tuple of layer sizes such as (200, 200), "
+                         f"got {sizes!r}")
+    return tuple(check_int(name, h, minimum=1) for h in sizes)
+
+
+def check_real(name, value, low=-np.inf, high=np.inf, low_open=False, high_open=False):
+    """A finite real number (not a bool) in the interval given; returns a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if below or above:
+        interval = (("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]"))
+        raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
+    return float(value)
 
 
 def check_positive(name, value):
@@ -91,6 +245,79 @@ def check_positive(name, value):
 
 
 def check_choice(name, value, choices):
-    if value not in choices:
+    """One of ``choices`` (compared with ==, so unhashable values are refused cleanly)."""
+    if not any(value is choice or (type(value) is type(choice) and value == choice)
+               for choice in choices):
         raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def check_rng(name, rng):
+    """Randomness is explicit: a numpy.random.Generator, never the global state."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{name}: expected a numpy.random.Generator "
+                         f"(numpy.random.default_rng(seed)), got {type(rng).__name__}")
+    return rng
+
+
+# ---------------------------------------------------------------- rules for @checked
+
+
+def real(ndim=None, allow_neg_inf=False, allow_inf=False, nonempty=False):
+    """Rule: a real array with no NaN (see ``check_array``)."""
+    return lambda name, value, arguments: check_array(
+        name, value, ndim=ndim, allow_neg_inf=allow_neg_inf, allow_inf=allow_inf,
+        nonempty=nonempty)
+
+
+def binary():
+    """Rule: a real array of 0s and 1s (Bernoulli data)."""
+    return lambda name, value, arguments: check_binary(name, check_array(name, value))
+
+
+def axis_of(array_name):
+    """Rule: an axis valid for the argument ``array_name``."""
+    return lambda name, value, arguments: check_axis(
+        name, value, np.ndim(getval(arguments[array_name])))
+
+
+def integer(minimum=None, maximum=None):
+    """Rule: an integer in [minimum, maximum]."""
+    return lambda name, value, arguments: check_int(name, value, minimum, maximum)
+
+
+def number(low=-np.inf, high=np.inf, low_open=False, high_open=False):
+    """Rule: a finite real number in an interval."""
+    return lambda name, value, arguments: check_real(name, value, low, high, low_open, high_open)
+
+
+def positive():
+    """Rule: a finite number > 0."""
+    return lambda name, value, arguments: check_positive(name, value)
+
+
+def one_of(*choices):
+    """Rule: one of the given values."""
+    return lambda name, value, arguments: check_choice(name, value, choices)
+
+
+def generator():
+    """Rule: a numpy.random.Generator."""
+    return lambda name, value, arguments: check_rng(name, value)
+
+
+def broadcasting(*names):
+    """Rule for the last of ``names``: all the named arrays broadcast together."""
+    def rule(name, value, arguments):
+        check_broadcast(**{other: arguments[other] for other in names})
+        return value
+    return rule
+
+
+def all_of(*rules):
+    """Rule: each rule in turn, each on the value the previous one returned."""
+    def rule(name, value, arguments):
+        for each in rules:
+            value = each(name, value, arguments)
+        return value
+    return rule

@@ -14,81 +14,72 @@ With z_i = μ_φ(x) + σ_φ(x) ε_i and w̃_i = w_i / Σ_j w_j, three estimators
 
 Every estimator gives the decoder the same gradient: log q does not depend on the decoder.
 ``gradient`` returns ∇ to *ascend* (the bound's gradient) as one vector the length of θ.
+Both model kinds are supported: ``log_weights(..., stop_q=True)`` holds every layer's q fixed.
 """
 
 import autograd
-import autograd.numpy as np
-import numpy as onp
+import autograd.numpy as anp
+import numpy as np
 from autograd.tracer import getval
 
-from .checks import check_choice
-from .distributions import _normal_logpdf, _reparameterize
-from .bounds import miwae_bound
-from .numerics import _log_mean_exp
+from .bounds import iwae_bound, miwae_bound
+from .checks import checked, integer, one_of
+from .models import EPS, THETA, X
 
 ESTIMATORS = ("iwae", "stl", "dreg", "piwae")
 
 
-def _log_weights_stopped_q(model, theta, x, eps):
-    """log w_i with log q(z_i | x) evaluated at *constant* (μ, log σ): the only way φ enters is
-    through z_i = μ + σ ε_i, the path derivative."""
-    mean, log_std = model.encode(theta, x)
-    z = _reparameterize(mean, log_std, eps)
-    return model.log_joint(theta, x, z) - _normal_logpdf(z, getval(mean), getval(log_std))
-
-
-def _softmax_over_k(log_w):
+def normalized_weights(log_w):
     """w̃ = softmax of log w over the k axis, as a constant (no gradient flows through it)."""
     value = getval(log_w)
-    w = onp.exp(value - value.max(axis=0, keepdims=True))
+    w = np.exp(value - value.max(axis=0, keepdims=True))
     return w / w.sum(axis=0, keepdims=True)
 
 
 def surrogates(model, theta, x, eps, estimator="iwae", m=1):
     """(encoder surrogate, decoder surrogate): scalar functions of θ whose gradients, masked to the
     encoder and to the decoder blocks, make up the estimator. Each is a mean over the n points."""
-    check_choice("estimator", estimator, ESTIMATORS)
 
     def iwae(t):
-        return np.mean(_log_mean_exp(model._log_weights(t, x, eps), axis=0))
+        return anp.mean(iwae_bound(model.log_weights(t, x, eps)))
 
     if estimator == "iwae":
         return iwae, iwae
     if estimator == "piwae":
-        return (lambda t: np.mean(miwae_bound(model._log_weights(t, x, eps), m))), iwae
+        return (lambda t: anp.mean(miwae_bound(model.log_weights(t, x, eps), m))), iwae
     if estimator == "stl":
-        return (lambda t: np.mean(_log_mean_exp(_log_weights_stopped_q(model, t, x, eps), axis=0))), iwae
+        return (lambda t: anp.mean(iwae_bound(model.log_weights(t, x, eps, stop_q=True)))), iwae
 
-    def dreg_encoder(t):  # Σ_i stop(w̃_i²) log w_i with q's parameters stopped: the DReG encoder term
-        log_w = _log_weights_stopped_q(model, t, x, eps)
-        return np.mean(np.sum(_softmax_over_k(log_w) ** 2 * log_w, axis=0))
+    def dreg_encoder(t):  # Σ_i stop(w̃_i²) log w_i with q's parameters stopped: the DReG term
+        log_w = model.log_weights(t, x, eps, stop_q=True)
+        return anp.mean(anp.sum(normalized_weights(log_w) ** 2 * log_w, axis=0))
 
     return dreg_encoder, iwae
 
 
+@checked(theta=THETA, x=X, eps=EPS, estimator=one_of(*ESTIMATORS), m=integer(minimum=1))
 def gradient(model, theta, x, eps, estimator="iwae", m=1):
-    """An estimate of ∇_θ L_k (to ascend), from one draw eps (k, n, z_dim). -> (P,).
+    """An estimate of ∇_θ L_k (to ascend), from one draw eps (k, n, eps_dim). -> (P,).
     m: the number of groups M for "piwae" (k = M·K)."""
-    theta = model._check_theta(theta)
-    x = model._check_x(x)
-    eps = model._check_eps(eps, n=x.shape[0])
     encoder_objective, decoder_objective = surrogates(model, theta, x, eps, estimator, m)
     encoder = model.layout.mask("encoder.")
     grad = autograd.grad(decoder_objective)(theta)
     if encoder_objective is not decoder_objective:
-        grad = onp.where(encoder, autograd.grad(encoder_objective)(theta), grad)
+        grad = np.where(encoder, autograd.grad(encoder_objective)(theta), grad)
     return grad
 
 
+@checked(theta=THETA, x=X, estimator=one_of(*ESTIMATORS), k=integer(minimum=1),
+         draws=integer(minimum=2), seed=integer(minimum=0), m=integer(minimum=1))
 def snr(model, theta, x, estimator, k, draws=200, seed=0, m=1):
     """Gradient signal-to-noise ratio (Rainforth et al. 2018), per parameter:
     SNR_j = |E[Δ_j]| / std[Δ_j] over ``draws`` independent estimates Δ of the gradient.
 
     -> {"encoder": SNRs of the encoder's parameters, "decoder": the decoder's} (arrays)."""
-    rng = onp.random.default_rng(seed)
-    samples = onp.stack([gradient(model, theta, x, model.draw_eps(rng, k, len(x)), estimator, m)
-                         for _ in range(draws)])
-    mean, std = onp.abs(samples.mean(axis=0)), samples.std(axis=0, ddof=1)
+    rng = np.random.default_rng(seed)
+    samples = np.stack([gradient(model, theta, x, model.draw_eps(rng, k, len(x)), estimator, m)
+                        for _ in range(draws)])
+    mean, std = np.abs(samples.mean(axis=0)), samples.std(axis=0, ddof=1)
     encoder, varies = model.layout.mask("encoder."), std > 0
     return {"encoder": mean[encoder & varies] / std[encoder & varies],
             "decoder": mean[~encoder & varies] / std[~encoder & varies]}

@@ -12,24 +12,22 @@ import math
 import numpy as np
 from tqdm import tqdm
 
-from .checks import check_array, check_choice, check_int, check_positive
-from .distributions import _normal_logpdf
-from .numerics import _log_mean_exp, _logsumexp
-
-
-def _check_inputs(model, theta, x):
-    theta = model._check_theta(theta)
-    return theta, model._check_x(x)
+from .checks import checked, integer, number, one_of, positive, real
+from .distributions import normal_logpdf
+from .models import THETA, X
+from .numerics import log_mean_exp, logsumexp
 
 
 def _log_weights_for(model, theta, lam, n):
     """A function (x_batch, rows, eps) -> log_w using the encoder, or a given λ = (mean, log_std)."""
     if lam is None:
-        return lambda xb, rows, eps: model._log_weights(theta, xb, eps)
-    mean, log_std = model._check_lambda(lam, n)
-    return lambda xb, rows, eps: model._log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
+        return lambda xb, rows, eps: model.log_weights(theta, xb, eps)
+    mean, log_std = model.check_lambda(lam, n)
+    return lambda xb, rows, eps: model.log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
 
 
+@checked(theta=THETA, x=X, k=integer(minimum=1), max_rows=integer(minimum=1),
+         seed=integer(minimum=0))
 def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progress=False):
     """log p(x) ≈ L_k = log (1/k) Σ_i w_i with large k (Burda et al. use k = 5000).
 
@@ -37,9 +35,6 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
     so the estimate does not depend on how the work is chunked. lam: optional (mean, log_std),
     each (n, z_dim), to use a given q instead of the encoder.
     """
-    theta, x = _check_inputs(model, theta, x)
-    check_int("k", k, minimum=1)
-    check_int("max_rows", max_rows, minimum=1)
     n = len(x)
     log_weights = _log_weights_for(model, theta, lam, n)
     points_per_chunk = max(1, max_rows // k)  # whole points when k is small enough
@@ -52,23 +47,20 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
         running = np.full(len(rows), -np.inf)
         for done in range(0, k, samples_per_chunk):
             size = min(samples_per_chunk, k - done)
-            eps = np.stack([s.standard_normal((size, model.z_dim)) for s in streams], axis=1)
+            eps = np.stack([s.standard_normal((size, model.eps_dim)) for s in streams], axis=1)
             log_w = log_weights(x[rows], rows, eps.astype(model.dtype, copy=False))
-            running = _logsumexp(np.stack([running, _logsumexp(log_w, axis=0)]), axis=0)
+            running = logsumexp(np.stack([running, logsumexp(log_w, axis=0)]), axis=0)
         out[rows] = running - math.log(k)
     return out
 
 
+@checked(theta=THETA, x=X, objective=one_of("elbo", "iwae"), k=integer(minimum=1),
+         replicates=integer(minimum=1), max_rows=integer(minimum=1))
 def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_rows=20000,
                    seed=0, lam=None, return_std=False):
     """E[L_k] per point (or E[ELBO] for objective="elbo"), the mean of ``replicates`` independent
     estimates of the bound with k samples each. x: (n, x_dim) -> (n,), or with
     ``return_std=True`` (mean (n,), std over replicates (n,))."""
-    theta, x = _check_inputs(model, theta, x)
-    check_int("k", k, minimum=1)
-    check_int("replicates", replicates, minimum=1)
-    check_int("max_rows", max_rows, minimum=1)
-    check_choice("objective", objective, ("elbo", "iwae"))
     n = len(x)
     log_weights = _log_weights_for(model, theta, lam, n)
     rng = np.random.default_rng(seed)
@@ -79,9 +71,9 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
         rows = np.arange(start, min(n, start + points_per_chunk))
         for done in range(0, replicates, replicates_per_chunk):
             r = min(replicates_per_chunk, replicates - done)
-            eps = rng.standard_normal((r * k, len(rows), model.z_dim), dtype=model.dtype)
+            eps = rng.standard_normal((r * k, len(rows), model.eps_dim), dtype=model.dtype)
             log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
-            per_replicate = log_w.mean(axis=1) if objective == "elbo" else _log_mean_exp(log_w, axis=1)
+            per_replicate = log_w.mean(axis=1) if objective == "elbo" else log_mean_exp(log_w, axis=1)
             total[rows] += per_replicate.sum(axis=0)
             total_squares[rows] += (per_replicate ** 2).sum(axis=0)
     mean = total / replicates
@@ -90,6 +82,7 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
     return mean, np.sqrt(np.maximum(total_squares / replicates - mean ** 2, 0.0))
 
 
+@checked(theta=THETA, x=X, limit=positive(), grid=integer(minimum=3))
 def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
     """Exact-up-to-quadrature log p(x) = log ∫ p(x|z) p(z) dz on a grid over [−limit, limit]^d,
     for latent dimension d ≤ 2 (the toy models). x: (n, x_dim) -> (n,).
@@ -97,44 +90,51 @@ def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
     The prior's mass outside ±6 is below 1e-8, and a 401-point grid resolves posteriors wider than
     about 0.1; use a larger grid for sharper ones.
     """
-    theta, x = _check_inputs(model, theta, x)
-    if model.z_dim > 2:
-        raise ValueError(f"model: expected z_dim <= 2 for quadrature, got {model.z_dim}")
-    check_positive("limit", limit)
-    check_int("grid", grid, minimum=3)
+    if model.eps_dim > 2:
+        raise ValueError(f"model: expected z_dim <= 2 for quadrature, got {model.eps_dim}")
     axis = np.linspace(-limit, limit, grid)
     cell = (axis[1] - axis[0]) ** model.z_dim
     z = np.stack(np.meshgrid(*([axis] * model.z_dim), indexing="ij"), axis=-1).reshape(-1, model.z_dim)
     out = np.empty(len(x))
     for i in range(len(x)):  # one point at a time: the grid already has grid^d rows
         log_joint = model.log_joint(theta, x[i:i + 1], z[:, None, :].astype(model.dtype))
-        out[i] = _logsumexp(log_joint[:, 0]) + math.log(cell)
+        out[i] = logsumexp(log_joint[:, 0]) + math.log(cell)
     return out
 
 
+@checked(theta=THETA, x_point=real(ndim=1), limit=positive(), grid=integer(minimum=3))
 def posterior_on_grid(model, theta, x_point, limit=4.0, grid=201):
     """The exact posterior density p(z|x) on a grid, for plots (z_dim = 2).
 
     x_point: (x_dim,) -> (z1 (grid,), z2 (grid,), density (grid, grid) indexed [z1, z2])."""
+    if model.eps_dim != 2:
+        raise ValueError(f"model: expected z_dim = 2 for a density grid, got {model.eps_dim}")
+    x_point = model.check_x(np.asarray(x_point)[None, :], name="x_point")[0]
     axis = np.linspace(-limit, limit, grid)
     z = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
     log_joint = model.log_joint(theta, np.asarray(x_point)[None, :], z[:, None, :])[:, 0]
-    density = np.exp(log_joint - _logsumexp(log_joint)) / (axis[1] - axis[0]) ** 2
+    density = np.exp(log_joint - logsumexp(log_joint)) / (axis[1] - axis[0]) ** 2
     return axis, axis, density.reshape(grid, grid)
 
 
+@checked(mean=real(), log_std=real(), z1=real(ndim=1), z2=real(ndim=1))
 def gaussian_on_grid(mean, log_std, z1, z2):
-    """A diagonal Gaussian q's density on the same grid as ``posterior_on_grid``."""
+    """A diagonal Gaussian q's density on the same grid as ``posterior_on_grid``.
+    mean, log_std: (2,); z1, z2: (grid,) -> (grid, grid)."""
     z = np.stack(np.meshgrid(z1, z2, indexing="ij"), axis=-1)
-    return np.exp(_normal_logpdf(z, mean, log_std))
+    return np.exp(normal_logpdf(z, mean, log_std))
 
 
-def active_units(model, theta, x, threshold=0.01):
+@checked(theta=THETA, x=X, threshold=number(0), layer=integer(minimum=0))
+def active_units(model, theta, x, threshold=0.01, layer=0):
     """Burda et al.'s activity: unit u is active when Cov_x(E_q[z_u|x]) > threshold.
 
-    x: (n, x_dim) -> (count, variances (z_dim,))."""
-    theta, x = _check_inputs(model, theta, x)
-    check_array("threshold", np.asarray(threshold, dtype=float))
-    mean, _ = model.encode(theta, x)
+    x: (n, x_dim) -> (count, variances (units,)) for stochastic layer ``layer`` (0: the first;
+    a TwoLayerVAE has layers 0 and 1)."""
+    means = model.layer_means(theta, x)
+    if layer >= len(means):
+        raise ValueError(f"layer: expected a stochastic layer below {len(means)} of "
+                         f"{type(model).__name__}, got {layer}")
+    mean = means[layer]
     variances = np.var(mean, axis=0)
     return int(np.sum(variances > threshold)), variances

@@ -3,43 +3,53 @@
 Why hand-derived: autograd would differentiate the stable formulas through ``max``/``where``
 and several temporaries; the closed-form derivatives are one or two elementwise passes.
 Why not ``np.logaddexp(0, x)`` for softplus: it measured 30x slower than ``np.exp`` here
-(DESIGN.md, decision 2).
+(docs/design.md §2).
 
-The public functions check their input (no NaN in, so no NaN out) and call the unchecked
-kernels ``_logsumexp``, ``_softplus``, ... which the rest of the package uses on data that has
-already been checked.
+Every VJP is written with ``autograd.numpy`` operations, so it can itself be differentiated:
+grad-of-grad and Hessian-vector products go through these functions (docs/design.md §13).
 """
 
 import math
 
-import numpy as onp
+import autograd.numpy as anp
+import numpy as np
 from autograd.extend import defvjp, primitive
+from autograd.tracer import getval
 
-from .checks import check_array
+from .checks import axis_of, checked, real
 
 
 def _keep_reduced_axes(value, axis, ndim):
     """Re-insert the reduced axes of a reduction result so it broadcasts against the input."""
     if axis is None:
-        return onp.reshape(value, (1,) * ndim)
-    return onp.expand_dims(value, axis)
+        return anp.reshape(value, (1,) * ndim)
+    return anp.expand_dims(value, axis)
 
 
 @primitive
-def _logsumexp(a, axis=None, keepdims=False):
-    """log Σ_i exp(a_i) = m + log Σ_i exp(a_i − m), with m = max_i a_i.
+def logsumexp(a, axis=None, keepdims=False):
+    """log Σ_i exp(a_i) = m + log Σ_i exp(a_i − m), with m = max_i a_i. a: (...) -> (...).
 
     Shifting by the max keeps every exp(a_i − m) in [0, 1]: no overflow, and the largest term is
-    exactly 1, so no total underflow. An all −inf slice has m = −inf; shift it by 0 instead and
-    the result is log 0 = −inf, as it should be.
+    exactly 1, so no total underflow. The max terms are counted apart, c = #{i: a_i = m}, and the
+    rest summed as s, so the result is m + log c + log1p(s / c): terms far below the max
+    (a = [0, −40] gives 4.2e-18) survive, where log(1 + s) would round them away. An all −inf
+    slice has m = −inf; shift it by 0 instead and the result is log 0 = −inf.
     """
-    a_max = onp.max(a, axis=axis, keepdims=True)
-    a_max = onp.where(onp.isfinite(a_max), a_max, 0)
-    with onp.errstate(divide="ignore"):  # log(0) = -inf is the right answer for all -inf slices
-        out = onp.log(onp.sum(onp.exp(a - a_max), axis=axis, keepdims=True)) + a_max
+    a = np.asarray(a)
+    a_max = np.max(a, axis=axis, keepdims=True)
+    a_max = np.where(np.isfinite(a_max), a_max, 0)
+    terms = np.exp(a - a_max)
+    at_max = a == a_max
+    count = np.sum(at_max, axis=axis, keepdims=True)
+    rest = np.sum(np.where(at_max, 0, terms), axis=axis, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = −inf for all −inf slices
+        out = np.where(count > 0, np.log(np.maximum(count, 1)) + np.log1p(rest / np.maximum(count, 1)),
+                       np.log(rest)) + a_max
+    out = out.astype(np.result_type(a.dtype, np.float32), copy=False)
     if keepdims:
         return out
-    return out.reshape(()) if axis is None else onp.squeeze(out, axis=axis)
+    return out.reshape(()) if axis is None else np.squeeze(out, axis=axis)
 
 
 def _logsumexp_vjp(ans, a, axis=None, keepdims=False):
@@ -48,98 +58,67 @@ def _logsumexp_vjp(ans, a, axis=None, keepdims=False):
     −inf entries get exp(−inf) = 0. An all −inf slice would give exp(−inf − (−inf)) = NaN, so its
     result is replaced by 0 there and every weight in it is 0.
     """
-    ndim = onp.ndim(a)
+    ndim = anp.ndim(a)
     if not keepdims:
         ans = _keep_reduced_axes(ans, axis, ndim)
-    ans = onp.where(onp.isneginf(ans), 0, ans)
+    ans = anp.where(np.isneginf(getval(ans)), 0.0, ans)
 
     def vjp(g):
         if not keepdims:
             g = _keep_reduced_axes(g, axis, ndim)
-        return g * onp.exp(a - ans)
+        return g * anp.exp(a - ans)
 
     return vjp
 
 
-defvjp(_logsumexp, _logsumexp_vjp)
+defvjp(logsumexp, _logsumexp_vjp)
+logsumexp = checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"))(logsumexp)
 
 
-@primitive
-def _sigmoid(x):
-    """σ(x) = 1 / (1 + e^{−x}), written with e = exp(−|x|) ∈ (0, 1] so nothing overflows:
-    σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0."""
-    e = onp.exp(-onp.abs(x))
-    return onp.where(x >= 0, 1, e) / (1 + e)
-
-
-# σ' = σ(x)(1 − σ(x)) = σ(x) σ(−x); the second form keeps full precision for large x, where
-# 1 − σ(x) would cancel.
-defvjp(_sigmoid, lambda ans, x: lambda g: g * ans * _sigmoid(-x))
-
-
-@primitive
-def _softplus(x):
-    """softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^{−|x|}); the exp never overflows."""
-    return onp.maximum(x, 0) + onp.log1p(onp.exp(-onp.abs(x)))
-
-
-defvjp(_softplus, lambda ans, x: lambda g: g * _sigmoid(x))  # softplus' = σ
-
-
-@primitive
-def _log_sigmoid(x):
-    """log σ(x) = −softplus(−x) = min(x, 0) − log1p(e^{−|x|})."""
-    return onp.minimum(x, 0) - onp.log1p(onp.exp(-onp.abs(x)))
-
-
-defvjp(_log_sigmoid, lambda ans, x: lambda g: g * _sigmoid(-x))  # (log σ)' = 1 − σ = σ(−x)
-
-
-# ---------------------------------------------------------------- public, checked entry points
-
-
-def logsumexp(a, axis=None, keepdims=False):
-    """log Σ exp(a) over ``axis``, stable for any finite input and for −inf entries.
-
-    a: (...) array; axis: int, tuple or None (all axes). Gradient: the softmax of ``a``.
-    """
-    check_array("a", a, allow_neg_inf=True)
-    if onp.size(a) == 0:
-        raise ValueError(f"a: expected a non-empty array, got shape {onp.shape(a)}")
-    return _logsumexp(a, axis=axis, keepdims=keepdims)
-
-
+@checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"))
 def log_mean_exp(a, axis=0):
     """log (1/k) Σ_i exp(a_i) = logsumexp(a) − log k, over ``axis`` of length k.
 
     a: (k, ...) with the default axis=0 -> (...).
     """
-    check_array("a", a, allow_neg_inf=True)
-    if onp.size(a) == 0:
-        raise ValueError(f"a: expected a non-empty array, got shape {onp.shape(a)}")
-    return _log_mean_exp(a, axis)
+    shape = anp.shape(a)
+    axes = range(len(shape)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+    k = math.prod(shape[ax] for ax in axes)
+    # a Python float, not np.log: a NumPy float64 scalar would upcast float32 input (NEP 50)
+    return logsumexp(a, axis=axis) - math.log(k)
 
 
-def _log_mean_exp(a, axis=0):
-    axes = (axis,) if isinstance(axis, int) else tuple(range(onp.ndim(a))) if axis is None else axis
-    k = int(onp.prod([onp.shape(a)[ax] for ax in axes]))
-    # a Python float, not onp.log: a NumPy float64 scalar would upcast float32 input (NEP 50)
-    return _logsumexp(a, axis=axis) - math.log(k)
-
-
+@primitive
 def sigmoid(x):
-    """σ(x) = 1 / (1 + exp(−x)), elementwise. x: any shape."""
-    check_array("x", x, allow_inf=True)
-    return _sigmoid(x)
+    """σ(x) = 1 / (1 + e^{−x}), elementwise, written with e = exp(−|x|) ∈ (0, 1] so nothing
+    overflows: σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0. x: any shape."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
+# σ' = σ(x)(1 − σ(x)) = σ(x) σ(−x); the second form keeps full precision for large x, where
+# 1 − σ(x) would cancel (docs/design.md §12).
+defvjp(sigmoid, lambda ans, x: lambda g: g * ans * sigmoid(-x))
+
+
+@primitive
 def softplus(x):
-    """softplus(x) = log(1 + exp(x)), elementwise; stable for |x| up to 1e4 and beyond."""
-    check_array("x", x, allow_inf=True)
-    return _softplus(x)
+    """softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^{−|x|}), elementwise; the exp never
+    overflows. x: any shape."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
+defvjp(softplus, lambda ans, x: lambda g: g * sigmoid(x))  # softplus' = σ
+
+
+@primitive
 def log_sigmoid(x):
-    """log σ(x) = −softplus(−x), elementwise; stable for |x| up to 1e4 and beyond."""
-    check_array("x", x, allow_inf=True)
-    return _log_sigmoid(x)
+    """log σ(x) = −softplus(−x) = min(x, 0) − log1p(e^{−|x|}), elementwise. x: any shape."""
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+defvjp(log_sigmoid, lambda ans, x: lambda g: g * sigmoid(-x))  # (log σ)' = 1 − σ = σ(−x)
+
+sigmoid = checked(x=real(allow_inf=True))(sigmoid)
+softplus = checked(x=real(allow_inf=True))(softplus)
+log_sigmoid = checked(x=real(allow_inf=True))(log_sigmoid)

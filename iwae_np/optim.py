@@ -6,7 +6,7 @@ checkpoint can save it and a resumed run continues exactly.
 
 import numpy as np
 
-from .checks import check_positive
+from .checks import check_array, check_positive, check_real
 
 
 class Adam:
@@ -20,7 +20,10 @@ class Adam:
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-4):
         self.lr = check_positive("lr", lr)
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        # β = 1 would divide by 1 − βᵗ = 0 in the bias correction
+        self.beta1 = check_real("beta1", beta1, 0, 1, high_open=True)
+        self.beta2 = check_real("beta2", beta2, 0, 1, high_open=True)
+        self.eps = check_real("eps", eps, 0)
         self.state = None
 
     def step(self, params, grad, lr=None):
@@ -48,6 +51,12 @@ class SGD:
 
 
 def clip_by_norm(grad, max_norm):
-    """Rescale grad to norm ``max_norm`` if it is longer (global-norm clipping)."""
-    norm = float(np.sqrt(np.sum(grad * grad)))
+    """Rescale grad to norm ``max_norm`` if it is longer (global-norm clipping):
+    g ← g · min(1, max_norm / ‖g‖). grad: any shape, finite; max_norm > 0."""
+    grad = check_array("grad", grad)
+    max_norm = check_positive("max_norm", max_norm)
+    scale = float(np.max(np.abs(grad))) if np.size(grad) else 0.0
+    if scale == 0.0:
+        return grad
+    norm = scale * float(np.linalg.norm(grad / scale))  # ‖g‖ = s ‖g / s‖: no overflow of g²
     return grad * (max_norm / norm) if norm > max_norm else grad

@@ -15,18 +15,17 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .bounds import BOUNDS
-from .checks import check_choice, check_int, check_positive
-from .datasets import Dataset
+from .checks import check_choice, check_positive, checked, integer, one_of, positive
 from .evaluate import expected_bound
+from .models import THETA
 from .optim import Adam, clip_by_norm
-from .runtime import tune_malloc
-from .vi import semi_amortized_elbo
 
 UPDATES = ("all", "encoder")
 
@@ -50,96 +49,163 @@ class TrainResult:
     seconds: float = 0.0
 
 
-OBJECTIVES = ("elbo", "iwae", "sa-elbo", "svi")
+@dataclass(frozen=True)
+class Bound:
+    """A training objective: a bound of the log-weights, L(x) = bound(log w(θ, x, ε)), with
+    ε: (k, n, eps_dim). name: "elbo" or "iwae" (see bounds.BOUNDS)."""
+
+    name: str
+
+    def eps_shape(self, k):
+        """Leading shape of the ε one step draws."""
+        return (k,)
+
+    def __call__(self, model, theta, x, eps):
+        return BOUNDS[self.name](model.log_weights(theta, x, eps))
+
+    def config(self):
+        return {"objective": self.name}
 
 
+def as_objective(objective):
+    """An objective for ``train``: "elbo" or "iwae" by name, or an object with ``name``,
+    ``eps_shape(k)``, ``config()`` and ``__call__(model, θ, x, ε) -> (n,)`` (for example
+    ``semi_amortized.sa_elbo()``)."""
+    if isinstance(objective, str):
+        return Bound(check_choice("objective", objective, tuple(BOUNDS)))
+    if all(hasattr(objective, attribute) for attribute in ("name", "eps_shape", "config")) and \
+            callable(objective):
+        return objective
+    raise ValueError(f"objective: expected 'elbo', 'iwae' or an objective such as "
+                     f"semi_amortized.sa_elbo(), got {objective!r}")
+
+
+class NonFiniteStep(FloatingPointError):
+    """One step's bound or gradient is not finite (``quantity`` says which)."""
+
+    def __init__(self, quantity):
+        super().__init__(f"the {quantity} is not finite")
+        self.quantity = quantity
+
+
+def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
+    """The update the trainer repeats: with the batch objective
+
+        objective(θ, x, ε) = (1/B) Σ_b L(x_b; θ, ε_b),
+
+    ``step(θ, x, ε)`` returns (θ + Adam(∇_θ objective), objective's value). frozen: a boolean mask
+    of θ whose gradient is zeroed (the decoder, for encoder-only training); clip_norm: rescale the
+    gradient to at most this norm. Raises NonFiniteStep before changing anything."""
+    value_and_gradient = value_and_grad(
+        lambda theta, x, eps: anp.mean(objective(model, theta, x, eps)))
+
+    def step(theta, x, eps):
+        value, grad = value_and_gradient(theta, x, eps)
+        if not np.isfinite(value):
+            raise NonFiniteStep("bound")
+        if not np.all(np.isfinite(grad)):
+            raise NonFiniteStep("gradient")
+        if frozen is not None:
+            grad[frozen] = 0.0
+        if clip_norm is not None:
+            grad = clip_by_norm(grad, clip_norm)
+        return optimizer.step(theta, grad), float(value)
+
+    return step
+
+
+@checked(theta=THETA, k=integer(minimum=1), epochs=integer(minimum=0), seed=integer(minimum=0),
+         batch_size=integer(minimum=1), lr=positive(), update=one_of(*UPDATES))
 def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20, lr=1e-3,
-          seed=0, update="all", clip_norm=None, checkpoint=None, resume=False, progress=True,
-          refine_steps=5, refine_lr=0.1):
-    """Train ``theta`` on ``data`` (a Dataset, or an (n, x_dim) training array).
+          seed=0, update="all", clip_norm=None, checkpoint=None, resume=False, progress=True):
+    """Maximize a bound over θ with minibatches and Adam; the loop is
 
-    objective: "elbo" or "iwae"; k: samples per point (k = 1 with "iwae" is the VAE's ELBO).
-      "sa-elbo": semi-amortized (Kim et al. 2018), the ELBO after ``refine_steps`` gradient steps
-      of size ``refine_lr`` from the encoder's λ, differentiated through the steps; "svi": the same
-      steps from the prior, the model trained on the final λ (stochastic VI without an encoder).
+        for each epoch: (re-binarize x), shuffle, and for each batch x_b with fresh ε:
+            θ ← step(θ, x_b, ε)            (``make_step``)
+        then record the train and test bound, and write the checkpoint.
+
+    model, theta: the model and its starting θ. data: an (n, x_dim) training array, or a data set
+      with ``x_train``, ``x_test``, ``name`` and optionally ``probs_train`` and ``binarize(rng)``
+      (``iwae_np.data.Dataset``).
+    objective: "elbo", "iwae" (k = 1 with "iwae" is the VAE's ELBO), or an objective object such
+      as ``semi_amortized.sa_elbo(steps=5, lr=0.1)``; k: samples per point.
     batch_size, lr: minibatch size and Adam step size; seed: batches, ε and binarization.
     update: "all" (encoder and decoder) or "encoder" (the decoder stays fixed).
     clip_norm: rescale each gradient to at most this norm (None: no clipping).
     checkpoint: a path; written after each epoch. resume: continue from it if it exists.
     Returns a TrainResult; raises TrainingDiverged if the bound or gradient becomes non-finite.
     """
-    if not isinstance(data, Dataset):
-        x = model._check_x(data)
-        data = Dataset("array", x, x[:0], model.likelihood)
-    x_train = model._check_x(data.x_train)
-    x_test = model._check_x(data.x_test) if len(data.x_test) else None
-    theta = model._check_theta(theta).copy()
-    check_choice("objective", objective, OBJECTIVES)
-    check_int("k", k, minimum=1)
-    check_int("refine_steps", refine_steps, minimum=0)
-    check_positive("refine_lr", refine_lr)
-    check_int("epochs", epochs, minimum=0)
-    batch_size = min(check_int("batch_size", batch_size, minimum=1), len(x_train))
-    check_positive("lr", lr)
-    check_choice("update", update, UPDATES)
+    data = _as_data(model, data)
+    x_train = model.check_x(data.x_train, name="data.x_train")
+    x_test = model.check_x(data.x_test, name="data.x_test") if len(data.x_test) else None
+    theta = np.array(theta, copy=True)
+    objective = as_objective(objective)
+    batch_size = min(batch_size, len(x_train))
     if clip_norm is not None:
         check_positive("clip_norm", clip_norm)
-    config = {"objective": objective, "k": k, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "update": update, "clip_norm": clip_norm, "dataset": data.name}
-    refined = objective in ("sa-elbo", "svi")
-    if refined:
-        config.update(refine_steps=refine_steps, refine_lr=refine_lr)
-    tune_malloc()  # keep the step's large temporaries in the process (runtime.py measures why)
+    if checkpoint is None and resume:
+        raise ValueError("checkpoint: expected a checkpoint path to resume from, got None")
+    config = {**objective.config(), "k": k, "batch_size": batch_size, "lr": lr, "seed": seed,
+              "update": update, "clip_norm": clip_norm, "dataset": getattr(data, "name", "array")}
 
     rng = np.random.default_rng(seed)
     adam = Adam(lr)
     history, start_epoch = [], 0
     if resume:
         theta, history, start_epoch = _resume(checkpoint, model, config, adam, rng)
-
-    if refined:
-        semi = objective == "sa-elbo"
-        step_fn = value_and_grad(lambda t, xb, eps: np.mean(semi_amortized_elbo(
-            model, t, xb, eps, refine_lr, from_encoder=semi, through_steps=semi)))
-    else:
-        bound = BOUNDS[objective]
-        step_fn = value_and_grad(lambda t, xb, eps: np.mean(bound(model._log_weights(t, xb, eps))))
-    eps_lead = (refine_steps + 1, k) if refined else (k,)  # a fresh ε for every refinement step
     frozen = ~model.layout.mask("encoder.") if update == "encoder" else None
+    step = make_step(model, objective, adam, frozen, clip_norm)
+    test_bound = objective.name if objective.name in BOUNDS else "elbo"
     n_batches = math.ceil(len(x_train) / batch_size)
+    label = f"{objective.name}(k={k})"
     started = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         epoch_start = time.perf_counter()
-        x_epoch = data.binarize(rng) if data.probs_train is not None else x_train
+        x_epoch = data.binarize(rng) if getattr(data, "probs_train", None) is not None else x_train
         order = rng.permutation(len(x_train))
         running = 0.0
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False, mininterval=0.5)
         for b in bar:
             batch = x_epoch[order[b * batch_size:(b + 1) * batch_size]]
-            eps = rng.standard_normal(eps_lead + (len(batch), model.z_dim), dtype=model.dtype)
-            value, grad = step_fn(theta, batch, eps)
-            _check_step(value, grad, epoch, b, n_batches, theta, history, checkpoint, lr)
-            if frozen is not None:
-                grad[frozen] = 0.0
-            if clip_norm is not None:
-                grad = clip_by_norm(grad, clip_norm)
-            theta = adam.step(theta, grad)
-            running += (float(value) - running) / (b + 1)
-            bar.set_postfix({f"{objective}(k={k})": f"{running:.3f}"}, refresh=False)
+            eps = rng.standard_normal(objective.eps_shape(k) + (len(batch), model.eps_dim),
+                                      dtype=model.dtype)
+            try:
+                theta, value = step(theta, batch, eps)
+            except NonFiniteStep as error:
+                raise _diverged(error.quantity, epoch, epoch * n_batches + b + 1, theta,
+                                history, checkpoint, lr) from None
+            running += (value - running) / (b + 1)
+            bar.set_postfix({label: f"{running:.3f}"}, refresh=False)
         record = {"epoch": epoch + 1, "train_bound": running,
-                  "test_bound": _test_bound(model, theta, x_test, objective if objective in BOUNDS
-                                            else "elbo", k, seed, epoch),
+                  "test_bound": _test_bound(model, theta, x_test, test_bound, k, seed, epoch),
                   "seconds": time.perf_counter() - epoch_start}
         history.append(record)
         if progress:
-            tqdm.write(f"epoch {epoch + 1}/{epochs}: train {objective}(k={k}) {running:.3f}"
+            tqdm.write(f"epoch {epoch + 1}/{epochs}: train {label} {running:.3f}"
                        + (f", test {record['test_bound']:.3f}" if x_test is not None else ""))
         if checkpoint is not None:
             ckpt.save(checkpoint, model, {"theta": theta, **_adam_arrays(adam)},
                       {"epoch": epoch + 1, "train_config": config, "history": history,
                        "rng_state": rng.bit_generator.state, "adam_t": _adam_t(adam)})
     return TrainResult(theta, history, time.perf_counter() - started)
+
+
+@dataclass
+class _ArrayData:
+    """A plain training array seen as a data set with no test split."""
+
+    x_train: np.ndarray
+    x_test: np.ndarray
+    name: str = "array"
+    probs_train: None = None
+
+
+def _as_data(model, data):
+    if hasattr(data, "x_train") and hasattr(data, "x_test"):
+        return data
+    x = model.check_x(data, name="data")
+    return _ArrayData(x, x[:0])
 
 
 def _test_bound(model, theta, x_test, objective, k, seed, epoch):
@@ -150,15 +216,12 @@ def _test_bound(model, theta, x_test, objective, k, seed, epoch):
                                         seed=[seed, epoch])))
 
 
-def _check_step(value, grad, epoch, b, n_batches, theta, history, checkpoint, lr):
-    """Stop at the step where the bound or gradient turns non-finite, keeping the last good θ."""
-    if np.isfinite(value) and np.all(np.isfinite(grad)):
-        return
-    quantity = "bound" if not np.isfinite(value) else "gradient"
+def _diverged(quantity, epoch, step_number, theta, history, checkpoint, lr):
+    """The error for a step whose bound or gradient turned non-finite, keeping the last good θ."""
     kept = (f"the last good checkpoint {checkpoint!r} (epoch {len(history)}) is untouched"
             if checkpoint is not None and os.path.exists(checkpoint) else "no checkpoint was written")
-    raise TrainingDiverged(
-        f"training stopped at epoch {epoch + 1}, step {epoch * n_batches + b + 1}: the {quantity} "
+    return TrainingDiverged(
+        f"training stopped at epoch {epoch + 1}, step {step_number}: the {quantity} "
         f"is not finite; {kept}. Try a lower learning rate (now {lr:g}) or gradient clipping "
         f"(clip_norm, e.g. 100)", theta, history)
 
@@ -172,8 +235,6 @@ def _adam_t(adam):
 
 
 def _resume(checkpoint, model, config, adam, rng):
-    if checkpoint is None:
-        raise ValueError("checkpoint: expected a checkpoint path to resume from, got None")
     arrays, metadata = ckpt.load(checkpoint, model)
     saved = metadata["train_config"]
     differing = {key: (saved.get(key), value) for key, value in config.items() if saved.get(key) != value}

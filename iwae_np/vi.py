@@ -1,4 +1,4 @@
-"""Classic (per-sample) variational inference, and the gaps it measures.
+"""Classic (per-sample) variational inference.
 
 Classic VI gives every data point its own variational parameters λ_i = (μ_i, log σ_i) and
 maximizes that point's bound with the generative model fixed:
@@ -16,14 +16,14 @@ keeps the n problems independent. No Python loop over points.
 import time
 from dataclasses import dataclass, field
 
-import autograd
-import autograd.numpy as np
+import autograd.numpy as anp
+import numpy as np
 from autograd import value_and_grad
-from autograd.tracer import getval
 
 from .bounds import BOUNDS
-from .checks import check_choice, check_int, check_positive
+from .checks import checked, integer, number, one_of, positive
 from .evaluate import expected_bound
+from .models import THETA, X
 from .optim import Adam
 
 
@@ -48,6 +48,9 @@ class LocalFit:
         return self.seconds / len(self.mean)
 
 
+@checked(theta=THETA, x=X, objective=one_of(*BOUNDS), k=integer(minimum=1),
+         steps=integer(minimum=0), lr=positive(), seed=integer(minimum=0),
+         final_lr_fraction=number(0, 1, low_open=True), eval_replicates=integer(minimum=1))
 def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, seed=0, init=None,
               final_lr_fraction=0.01, eval_replicates=200):
     """Classic VI: optimize λ_i = (mean_i, log_std_i) for every row x_i, the model fixed.
@@ -59,21 +62,15 @@ def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, see
       e.g. the encoder's output; default the prior N(0, I). seed: for ε.
     Returns a LocalFit.
     """
-    theta = model._check_theta(theta)
-    x = model._check_x(x)
-    check_choice("objective", objective, tuple(BOUNDS))
-    check_int("k", k, minimum=1)
-    check_int("steps", steps, minimum=0)
-    check_positive("lr", lr)
     n, d = len(x), model.z_dim
     if init is None:
         lam = np.zeros((n, 2 * d), dtype=model.dtype)  # every q_i starts at the prior N(0, I)
     else:
-        lam = np.concatenate(model._check_lambda(init, n, name="init"), axis=1)
+        lam = np.concatenate(model.check_lambda(init, n, name="init"), axis=1)
     bound = BOUNDS[objective]
 
     def total_bound(lam, eps):  # Σ_i L(x_i; λ_i): the gradient for λ_i is that of point i alone
-        return np.sum(bound(model._log_weights_given(theta, x, lam[:, :d], lam[:, d:], eps)))
+        return anp.sum(bound(model.log_weights_given(theta, x, lam[:, :d], lam[:, d:], eps)))
 
     step_fn = value_and_grad(total_bound)
     rng = np.random.default_rng(seed)
@@ -97,71 +94,3 @@ def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, see
     return LocalFit(mean, log_std, final, objective, k, history, seconds)
 
 
-def amortization_gap(model, theta, x, *, steps=500, lr=0.05, seed=0, replicates=200):
-    """Cremer et al.'s amortization gap, ELBO[q*] − ELBO[q_encoder], per point.
-
-    q* comes from classic VI started at the encoder's λ (so it can only improve on it).
-    Returns {"encoder_elbo", "local_elbo", "gap"}, each (n,), and the LocalFit.
-    """
-    theta = model._check_theta(theta)
-    x = model._check_x(x)
-    encoder_elbo = expected_bound(model, theta, x, "elbo", 1, replicates=replicates, seed=seed)
-    fit = fit_local(model, theta, x, steps=steps, lr=lr, seed=seed, init=model.encode(theta, x),
-                    eval_replicates=replicates)
-    return {"encoder_elbo": encoder_elbo, "local_elbo": fit.bound,
-            "gap": fit.bound - encoder_elbo}, fit
-
-
-def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, replicates=200):
-    """Split the encoder's shortfall log p(x) − ELBO[q_encoder] into Cremer et al.'s two gaps:
-
-        approximation gap  = log p(x) − ELBO[q*]          (the family of q is too poor)
-        amortization gap   = ELBO[q*] − ELBO[q_encoder]   (one shared x → λ is too poor)
-
-    q* is classic VI's best diagonal Gaussian, started at the encoder's λ. log_px: (n,) exact
-    log p(x) (closed form or quadrature). Returns a dict of per-point arrays.
-    """
-    gaps, _ = amortization_gap(model, theta, x, steps=steps, lr=lr, seed=seed, replicates=replicates)
-    log_px = np.asarray(log_px, dtype=float)
-    if log_px.shape != (len(gaps["gap"]),):
-        raise ValueError(f"log_px: expected shape ({len(gaps['gap'])},), got {log_px.shape}")
-    return {"log_px": log_px, "local_elbo": gaps["local_elbo"], "encoder_elbo": gaps["encoder_elbo"],
-            "approximation_gap": log_px - gaps["local_elbo"], "amortization_gap": gaps["gap"]}
-
-
-def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
-    """K gradient-ascent steps on each point's ELBO from λ₀ (the encoder's, or the prior's):
-
-        λ_{t+1} = λ_t + lr · ∇_λ ELBO(x; λ_t, ε_t),   t = 0 … K−1
-
-    eps: (K, k, n, z_dim). Differentiable in θ through every step. -> λ_K (n, 2·z_dim)."""
-    d = model.z_dim
-    if from_encoder:
-        mean, log_std = model.encode(theta, x)
-        lam = np.concatenate([mean, log_std], axis=1)
-    else:
-        lam = np.zeros((len(x), 2 * d), dtype=model.dtype)
-    step = autograd.grad(lambda lam, e: np.sum(_point_elbos(model, theta, x, lam, e)))
-    for e in eps:
-        lam = lam + lr * step(lam, e)
-    return lam
-
-
-def _point_elbos(model, theta, x, lam, eps):
-    d = model.z_dim
-    return BOUNDS["elbo"](model._log_weights_given(theta, x, lam[:, :d], lam[:, d:], eps))
-
-
-def semi_amortized_elbo(model, theta, x, eps, lr=0.1, from_encoder=True, through_steps=True):
-    """Semi-amortized VI (Kim et al. 2018): the ELBO at λ_K, K = len(eps) − 1 refinement steps
-    (``refine``) from the encoder's λ₀. eps: (K+1, k, n, z_dim); the last draw estimates the
-    final ELBO. -> (n,).
-
-    With through_steps=True autograd differentiates through all K steps, so the encoder learns a
-    starting point that refines well. from_encoder=False, through_steps=False is plain SVI: λ
-    starts at the prior and the model sees λ_K as a constant.
-    """
-    lam = refine(model, theta, x, eps[:-1], lr, from_encoder)
-    if not through_steps:
-        lam = getval(lam)
-    return _point_elbos(model, theta, x, lam, eps[-1])

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from iwae_np import classroom
+from iwae_np.classroom import notebooks as classroom
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "lessons" / "assignments"

@@ -87,7 +87,8 @@ def test_bad_configuration_and_rng():
 
 
 def test_inference_and_evaluation_entry_points():
-    from iwae_np import datasets, evaluate, vi
+    from iwae_np import data as datasets
+    from iwae_np import evaluate, vi
 
     _raises("objective", lambda: vi.fit_local(MODEL, THETA, X, objective="kl"))
     _raises("k", lambda: vi.fit_local(MODEL, THETA, X, k=0))

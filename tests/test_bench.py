@@ -5,7 +5,8 @@ assertion here is about speed: speed is reported by `python -m iwae_np bench`, n
 import numpy as np
 import pytest
 
-from iwae_np import bench, runtime
+from iwae_np.app import runtime
+from iwae_np.bench import runner as bench
 
 
 def test_bench_runs_and_reports_every_workload():

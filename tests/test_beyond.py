@@ -69,7 +69,7 @@ def test_stl_equals_iwae_in_expectation_at_k_1(small):
 
 def test_snr_trends():
     """Rainforth et al.: IWAE's encoder SNR falls with k, DReG's does not, the decoder's rises."""
-    data = iw.datasets.bars(n=300, size=4, seed=0)
+    data = iw.data.bars(n=300, size=4, seed=0)
     model = iw.VAE(data.x_dim, 2, hidden=(10,))
     theta = iw.train.train(model, model.init(0, x=data.x_train), data, k=5, epochs=20, lr=3e-3,
                            progress=False).theta
@@ -156,7 +156,7 @@ def test_two_layer_log_weights_equal_their_definition():
 
 
 def test_two_layer_model_trains_evaluates_and_checkpoints(tmp_path):
-    data = iw.datasets.bars(n=200, size=4, seed=0)
+    data = iw.data.bars(n=200, size=4, seed=0)
     model = iw.TwoLayerVAE(data.x_dim, 4, 2, hidden1=(16,), hidden2=(8,))
     result = iw.train.train(model, model.init(0, x=data.x_train), data, k=5, epochs=8, lr=3e-3,
                             checkpoint=tmp_path / "two.npz", progress=False)
@@ -179,21 +179,21 @@ def test_semi_amortized_gradient_flows_through_the_steps():
     x = (rng.random((3, 6)) < 0.5) * 1.0
     theta = model.init(1, x=x)
     eps = rng.standard_normal((4, 2, 3, 2))
-    f = lambda t: anp.mean(iw.vi.semi_amortized_elbo(model, t, x, eps, lr=0.1))
+    f = lambda t: anp.mean(iw.semi_amortized.semi_amortized_elbo(model, t, x, eps, lr=0.1))
     assert iw.gradcheck(f, theta).passed  # second-order autograd through 3 refinement steps
     # without the steps it is the ordinary ELBO
-    no_steps = iw.vi.semi_amortized_elbo(model, theta, x, eps[-1:], lr=0.1)
+    no_steps = iw.semi_amortized.semi_amortized_elbo(model, theta, x, eps[-1:], lr=0.1)
     np.testing.assert_allclose(no_steps, iw.elbo(model.log_weights(theta, x, eps[-1])), rtol=1e-12)
     # SVI: from the prior, and λ_K constant for the model, so the encoder gets no gradient
     import autograd
-    g = autograd.grad(lambda t: anp.mean(iw.vi.semi_amortized_elbo(model, t, x, eps, 0.1, False, False)))(theta)
+    g = autograd.grad(lambda t: anp.mean(iw.semi_amortized.semi_amortized_elbo(model, t, x, eps, 0.1, False, False)))(theta)
     assert np.all(g[model.layout.mask("encoder.")] == 0) and np.any(g != 0)
 
 
 def test_semi_amortized_comparison_ordering():
     """Kim et al.: with refinement, SA-VAE's log p(x) is at least the VAE's, and above SVI's."""
-    data = iw.datasets.bars(n=500, seed=0)
-    rows = {r["model"]: r for r in iw.experiments.semi_amortized_comparison(data, epochs=30)}
+    data = iw.data.bars(n=500, seed=0)
+    rows = {r["model"]: r for r in iw.app.experiments.semi_amortized_comparison(data, epochs=30)}
     assert rows["SA-VAE"]["refined_elbo"] > rows["SA-VAE"]["encoder_elbo"]  # refinement helps SA
     assert rows["SA-VAE"]["log_px"] > rows["SVI"]["log_px"]
     assert rows["VAE"]["log_px"] > rows["SVI"]["log_px"]
@@ -212,6 +212,6 @@ def test_piwae_encoder_gradient_is_the_miwae_gradient(small):
 
 
 def test_gaps_of_a_trained_model_are_positive():
-    row = iw.experiments.trained_model_gaps(iw.datasets.bars(n=400, seed=0), epochs=20, points=30)
+    row = iw.app.experiments.trained_model_gaps(iw.data.bars(n=400, seed=0), epochs=20, points=30)
     assert row["approximation_gap"] > 0 and row["amortization_gap"] > 0
     assert row["log_px"] > row["local_elbo"] > row["encoder_elbo"]

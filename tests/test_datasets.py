@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from iwae_np import datasets
+from iwae_np import data as datasets
 
 
 def test_linear_gaussian_closed_forms_against_brute_force():

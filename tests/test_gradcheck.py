@@ -6,7 +6,7 @@ import pytest
 from autograd.extend import defvjp, primitive
 
 import iwae_np as iw
-from iwae_np.numerics import _sigmoid
+from iwae_np.numerics import sigmoid
 
 
 def _quartic(x):
@@ -40,7 +40,7 @@ def test_catches_a_wrong_vjp_and_names_the_coordinate():
 
     def wrong_at_coordinate_3(ans, x):
         def vjp(g):
-            grad = g * _sigmoid(x)
+            grad = g * sigmoid(x)
             grad[3] *= -1  # a sign error in one place only
             return grad
         return vjp

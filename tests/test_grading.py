@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from iwae_np import grading
+from iwae_np.classroom import grading
 
 
 # ------------------------------------------------------------------ correct answers

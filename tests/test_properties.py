@@ -100,10 +100,10 @@ def test_bounds_with_widely_spread_log_weights(k, spread, seed):
 @settings(max_examples=15)
 @given(st.integers(2, 200), st.integers(0, 1000))
 def test_L1_below_expected_Lk_below_log_px_on_an_exact_model(k, seed):
-    lg = iw.datasets.linear_gaussian(n=2, x_dim=3, z_dim=2, noise_std=0.5, seed=seed)
+    lg = iw.data.linear_gaussian(n=2, x_dim=3, z_dim=2, noise_std=0.5, seed=seed)
     mean, log_std = lg.best_diagonal(lg.x)
     eps = np.random.default_rng(seed).standard_normal((200, k, 2, 2))
-    log_w = np.stack([lg.model._log_weights_given(lg.theta, lg.x, mean, np.broadcast_to(log_std, mean.shape), e)
+    log_w = np.stack([lg.model.log_weights_given(lg.theta, lg.x, mean, np.broadcast_to(log_std, mean.shape), e)
                       for e in eps])  # (replicates, k, n)
     L1 = log_w.mean(axis=(0, 1))  # E[L_1], from the same draws
     Lk = iw.iwae_bound(np.moveaxis(log_w, 1, 0)).mean(axis=0)

@@ -5,7 +5,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from iwae_np import VAE, checkpoint, datasets, train
+from iwae_np import VAE, checkpoint, train
+from iwae_np import data as datasets
 from iwae_np.optim import Adam, clip_by_norm
 
 
@@ -163,7 +164,7 @@ def test_bad_training_arguments(setup):
 
 
 def test_figure_data_is_deterministic(setup):
-    from iwae_np import experiments
+    from iwae_np.app import experiments
 
     data = setup[0]
     runs = [experiments.train_family(data, ks=(1, 3), z_dim=2, hidden=(8,), epochs=2, progress=False)

@@ -48,7 +48,7 @@ def _workloads(quick):
 
 def _setup(config, seed=0):
     """The shared starting point of both sides: model, θ, x, ε (numpy arrays)."""
-    from .models import VAE
+    from ..models import VAE
 
     model = VAE(dtype=config["dtype"], **BURDA)
     rng = np.random.default_rng(seed)
@@ -65,7 +65,7 @@ class _Side:
     """Prepares each workload once (``prepare``), then times it on request."""
 
     def __init__(self):
-        from .runtime import tune_malloc
+        from ..app.runtime import tune_malloc
 
         tune_malloc()  # both sides run with the same allocator settings
         self.cache = {}
@@ -89,13 +89,13 @@ class NumpySide(_Side):
         import autograd
         import autograd.numpy as anp
 
-        from . import evaluate, vi
-        from .bounds import BOUNDS
+        from .. import evaluate, vi
+        from ..bounds import BOUNDS
 
         model, theta, x, eps = _setup(config)
         if workload in ("W1", "W2"):
             bound = BOUNDS["iwae" if config["k"] > 1 else "elbo"]
-            step = autograd.value_and_grad(lambda t: -anp.mean(bound(model._log_weights(t, x, eps))))
+            step = autograd.value_and_grad(lambda t: -anp.mean(bound(model.log_weights(t, x, eps))))
             return lambda: float(step(theta)[0])
         if workload == "W3":
             return lambda: float(np.mean(evaluate.log_marginal(model, theta, x, k=config["k"])))
@@ -250,7 +250,7 @@ class _Worker:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "iwae_np.bench", "--worker", side, "--threads", str(threads)],
+            [sys.executable, "-m", "iwae_np.bench.runner", "--worker", side, "--threads", str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def ask(self, workload, config, repeats):

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from .datasets import DATASETS
+from ..data import DATASETS
 
 DEFAULT_OUT = "iwae_np_output"
 
@@ -57,7 +57,7 @@ def _existing_file(text):
 
 
 def _load_data(args):
-    from .datasets import load
+    from ..data import load
 
     return load(args.dataset, seed=args.seed, mnist_path=args.mnist_path)
 
@@ -146,8 +146,8 @@ def run_demo(args):
 
 
 def run_train(args):
-    from .models import VAE
-    from .train import train
+    from ..models import VAE
+    from ..train import train
 
     data = _load_data(args)
     model = VAE(data.x_dim, args.z_dim, hidden=tuple(args.hidden), likelihood=data.likelihood)
@@ -164,8 +164,8 @@ def run_train(args):
 
 
 def run_evaluate(args):
-    from .checkpoint import load_model
-    from .evaluate import active_units, log_marginal
+    from ..checkpoint import load_model
+    from ..evaluate import active_units, log_marginal
 
     model, theta, metadata = load_model(args.checkpoint)
     data = _load_data(args)
@@ -179,7 +179,7 @@ def run_evaluate(args):
 
 def run_compare(args):
     from . import experiments as ex
-    from .checkpoint import load_model
+    from ..checkpoint import load_model
 
     model, theta, _ = load_model(args.checkpoint)
     data = _load_data(args)
@@ -197,7 +197,7 @@ def run_gaps(args):
     rows = [ex.toy_gaps(name, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
             for name in args.toys]
     if args.trained:
-        from .datasets import bars
+        from ..data import bars
 
         rows.append(ex.trained_model_gaps(bars(n=1000, seed=args.seed), seed=args.seed))
     print("Inference gaps: toys with exact log p(x) (encoder trained for the true decoder)"
@@ -213,7 +213,7 @@ def run_gaps(args):
 def run_bench(args):
     import json
 
-    from . import bench
+    from .. import bench
 
     rows = bench.run(repeats=args.repeats, rounds=args.rounds, quick=args.quick,
                      use_torch=not args.no_torch, threads=args.threads)
@@ -225,7 +225,7 @@ def run_bench(args):
 
 
 def run_assignments(args):
-    from . import classroom
+    from .. import classroom
 
     if args.action == "release":
         written = classroom.release(args.source, args.out)
@@ -345,7 +345,7 @@ def main(argv=None):
     from .runtime import tune_malloc
 
     tune_malloc()  # see runtime.py: faster steps, at the price of keeping peak memory
-    from .train import TrainingDiverged
+    from ..train import TrainingDiverged
 
     try:
         return args.run(args)

@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .gradcheck import gradcheck as _gradcheck
-from .bounds import elbo as _ref_elbo
-from .bounds import iwae_bound as _ref_iwae_bound
-from .distributions import bernoulli_logpmf as _ref_bernoulli
-from .distributions import normal_logpdf as _ref_normal
-from .numerics import logsumexp as _ref_logsumexp
+from ..bounds import elbo as _ref_elbo
+from ..bounds import iwae_bound as _ref_iwae_bound
+from ..distributions import bernoulli_logpmf as _ref_bernoulli
+from ..distributions import normal_logpdf as _ref_normal
+from ..gradcheck import gradcheck as _gradcheck
+from ..numerics import logsumexp as _ref_logsumexp
 
 
 @dataclass
@@ -330,7 +330,7 @@ def check_iwae_gradient(student, points=4):
 def check_elbo_estimate(student, points=3):
     """student(log_joint, x, mean, log_std, eps) = (1/k) Σ_i [log p(x, z_i) − log q(z_i)], z_i =
     mean + exp(log_std) ε_i; log_joint(x, z): (n, d), (k, n, dz) -> (k, n); returns (n,)."""
-    from .datasets import linear_gaussian
+    from ..data import linear_gaussian
 
     lg = linear_gaussian(n=4, x_dim=3, z_dim=2, noise_std=0.5, seed=7)
     log_joint = lambda x, z: lg.model.log_joint(lg.theta, x, z)
@@ -388,7 +388,7 @@ def check_gradient(name, student_grad, f, inputs, points=4):
 def check_log_weights(student, points=4):
     """student(model, theta, x, eps) = log p(x|z) + log p(z) − log q(z|x) with z = μ + σ ε and
     (μ, log σ) = model.encode(theta, x): (k, n)."""
-    from .models import VAE
+    from ..models import VAE
 
     rng = np.random.default_rng(8)
     model = VAE(6, 2, hidden=(5,))

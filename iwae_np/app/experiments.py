@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 
-from .evaluate import active_units, expected_bound, log_marginal
-from .models import VAE
-from .train import train
-from .vi import fit_local
+from ..evaluate import active_units, expected_bound, log_marginal
+from ..models import VAE
+from ..train import train
+from ..vi import fit_local
 
 
 def family_label(k):
@@ -109,7 +109,7 @@ def train_toy_encoder(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0,
     ELBO with the true decoder copied in and frozen.
 
     name: "banana" or "linear". -> (toy, model, theta, x_train, x_test)."""
-    from .datasets import banana, linear_gaussian, train_test_split
+    from ..data import banana, linear_gaussian, train_test_split
 
     toy = banana(n=n, seed=seed) if name == "banana" else linear_gaussian(n=n, seed=seed)
     true = toy.model
@@ -129,8 +129,8 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
     """Cremer et al.'s gaps on a toy whose log p(x) is exact, for held-out points, with the
     encoder of ``train_toy_encoder``. log p(x): quadrature (banana) or closed form (linear).
     -> dict of mean gaps."""
-    from .evaluate import log_marginal_quadrature
-    from .vi import inference_gaps
+    from ..evaluate import log_marginal_quadrature
+    from ..gaps import inference_gaps
 
     toy, model, theta, _, x_test = train_toy_encoder(name, n, epochs, hidden, seed, progress)
     log_px = (log_marginal_quadrature(toy.model, toy.theta, x_test) if name == "banana"
@@ -142,7 +142,7 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
 def trained_model_gaps(data, epochs=50, z_dim=5, hidden=(32,), k_eval=5000, points=100, seed=0):
     """The two gaps for a VAE trained on ``data``, where log p(x) is not known exactly: it is
     estimated with k_eval importance samples (q* as the proposal). -> dict of mean gaps."""
-    from .vi import amortization_gap
+    from ..gaps import amortization_gap
 
     model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
     theta = train(model, model.init(seed=seed, x=data.x_train), data, objective="elbo", k=1,
@@ -164,19 +164,20 @@ def semi_amortized_comparison(data, epochs=30, steps=5, refine_lr=0.1, z_dim=5, 
     Each is evaluated on the test set with the q it would use: the encoder's λ (none for SVI), and
     λ after ``steps`` refinement steps (from the encoder; from the prior for SVI). -> rows with
     the mean ELBO of each q, log p(x) with the refined q as proposal (k = k_eval), train seconds."""
-    from .vi import refine
+    from ..semi_amortized import refine, sa_elbo, svi
 
     rows = []
-    for label, objective in (("VAE", "elbo"), ("SA-VAE", "sa-elbo"), ("SVI", "svi")):
+    for label, objective in (("VAE", "elbo"), ("SA-VAE", sa_elbo(steps, refine_lr)),
+                             ("SVI", svi(steps, refine_lr))):
         model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
         result = train(model, model.init(seed=seed, x=data.x_train), data, objective=objective, k=1,
-                       epochs=epochs, lr=3e-3, seed=seed, progress=progress,
-                       refine_steps=steps, refine_lr=refine_lr)
+                       epochs=epochs, lr=3e-3, seed=seed, progress=progress)
         x = data.x_test
+        from_encoder = label != "SVI"
         eps = np.random.default_rng(seed).standard_normal((steps, 1, len(x), z_dim))
-        lam = refine(model, result.theta, x, eps, refine_lr, from_encoder=objective != "svi")
+        lam = refine(model, result.theta, x, eps, refine_lr, from_encoder=from_encoder)
         refined = (lam[:, :z_dim], lam[:, z_dim:])
-        encoder = (None if objective == "svi" else
+        encoder = (None if not from_encoder else
                    float(np.mean(expected_bound(model, result.theta, x, "elbo", 1, replicates=200, seed=seed))))
         rows.append({"model": label, "encoder_elbo": encoder,
                      "refined_elbo": float(np.mean(expected_bound(model, result.theta, x, "elbo", 1,

@@ -1,0 +1,17 @@
+"""What a user runs around the core: the command line (``cli``), the demo's experiments
+(``experiments``), result tables (``tables``), figures (``plots``) and process-level switches
+(``runtime``). Imports only go down: app uses the core and ``data``, never the reverse.
+
+The modules load on first use (``iwae_np.app.experiments``), so importing one does not pull in
+matplotlib or the others.
+"""
+
+import importlib
+
+_MODULES = ("cli", "experiments", "plots", "runtime", "tables")
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

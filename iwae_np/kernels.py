@@ -1,0 +1,154 @@
+"""The fast tier: the same math as the reference functions, in fewer and cheaper passes.
+
+A student reads the reference forms (``params.block``, ``nets.tanh``, ``nets.relu``,
+``distributions.bernoulli_logpmf``). The models run these kernels by default, because they were
+measured faster (docs/design.md §1, §2); ``VAE(..., fast=False)`` runs the same model on the
+reference tier. ``tests/test_kernels.py`` asserts every kernel equals its reference in values and
+gradients, first and second order, in float32 and float64.
+
+Each kernel is an autograd primitive with a hand-derived VJP. The VJPs take a fast in-place path
+in the usual case and a traceable ``autograd.numpy`` path when they are differentiated again
+(their input or cotangent is itself a box), so grad-of-grad works through every kernel.
+"""
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.extend import SparseObject, defvjp, primitive, vspace
+from autograd.tracer import Box
+
+# ---------------------------------------------------------------- reading θ: the sparse block VJP
+
+
+@primitive
+def block(theta, start, stop, shape):
+    """θ[start:stop] viewed as an array of ``shape`` (a view: no copy).
+
+    Replaces ``params.block`` (``theta[start:stop].reshape(shape)``). Autograd's slice VJP builds
+    a dense zero vector the size of θ per slice and fills it with ``np.add.at``; this VJP adds
+    its slice in place into θ's one gradient accumulator (docs/design.md §1).
+    """
+    return theta[start:stop].reshape(shape)
+
+
+@primitive
+def _block_cotangent(g, start, stop, shape, space):
+    """θ's gradient contribution from one block: g added into [start:stop] of the accumulator."""
+
+    def add_into(total):
+        # reshape the contiguous slice of total, not g: a transposed g (as matrix-product
+        # gradients often are) would be copied by ravel
+        total[start:stop].reshape(shape)[...] += g
+        return total
+
+    return SparseObject(space, add_into)
+
+
+defvjp(block, lambda ans, theta, start, stop, shape:
+       lambda g: _block_cotangent(g, start, stop, shape, vspace(theta)))
+# Differentiating the cotangent again reads the same block back (it is linear in g).
+defvjp(_block_cotangent, lambda ans, g, start, stop, shape, space:
+       lambda gg: block(gg, start, stop, shape))
+
+
+# ---------------------------------------------------------------- activations
+
+
+@primitive
+def tanh(a):
+    """tanh(a), elementwise. Replaces ``nets.tanh`` (``anp.tanh``)."""
+    return np.tanh(a)
+
+
+def _tanh_vjp(ans, a):
+    """tanh' = 1 − tanh², from the saved output: two cheap passes instead of autograd's
+    1/cosh² (which computes cosh). Where tanh' is tiny (|a| > 10) this is accurate to 1e-16
+    absolute, which is all a weight sees."""
+    return lambda g: g * (1 - ans * ans)
+
+
+defvjp(tanh, _tanh_vjp)
+
+
+@primitive
+def relu(a):
+    """max(a, 0), elementwise. Replaces ``nets.relu`` (``anp.maximum(a, 0)``); identical
+    gradient (0 at a ≤ 0) without autograd's tie-splitting bookkeeping."""
+    return np.maximum(a, 0)
+
+
+defvjp(relu, lambda ans, a: lambda g: g * (ans > 0))
+
+ACTIVATIONS = {"tanh": tanh, "relu": relu}
+
+
+# ---------------------------------------------------------------- the Bernoulli log-likelihood
+
+
+def unbroadcast(g, shape):
+    """Sum a gradient over the axes that broadcasting added or stretched, back to ``shape``."""
+    while anp.ndim(g) > len(shape):
+        g = anp.sum(g, axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and anp.shape(g)[axis] != 1:
+            g = anp.sum(g, axis=axis, keepdims=True)
+    return g
+
+
+@primitive
+def bernoulli_log_terms(x, logits):
+    """Elementwise log Bern(x_d; σ(ℓ_d)) = x_d ℓ_d − softplus(ℓ_d) = log σ(s_d ℓ_d), s = 2x − 1.
+
+    For x ∈ {0, 1} the sign s ∈ {−1, +1} folds both cases into one log-sigmoid: log σ(ℓ) when
+    x = 1 and log σ(−ℓ) = log(1 − σ(ℓ)) when x = 0. With t = s ℓ,
+
+        log σ(t) = min(t, 0) − log1p(e^{−|t|})          (no exp of a positive number)
+
+    This runs on the largest array of an IWAE step, (k, n, x_dim), so every pass counts: two
+    buffers, each pass written in place (docs/design.md §2).
+    """
+    t = (2 * x - 1) * logits
+    softplus_part = np.abs(t)
+    np.negative(softplus_part, out=softplus_part)
+    np.exp(softplus_part, out=softplus_part)
+    np.log1p(softplus_part, out=softplus_part)  # log1p(e^{−|t|})
+    np.minimum(t, 0, out=t)
+    t -= softplus_part
+    return t
+
+
+def _bernoulli_log_terms_vjp(ans, x, logits):
+    """∂/∂ℓ log σ(s ℓ) = s σ(−s ℓ), and σ(−t) = 1 − σ(t) = −expm1(log σ(t)) = −expm1(ans):
+    the gradient comes from the saved output in three passes, without recomputing a sigmoid.
+    (expm1 keeps full precision where σ(−t) is tiny.)"""
+
+    def vjp(g):
+        if isinstance(g, Box) or isinstance(ans, Box):  # differentiated again: traceable ops
+            return unbroadcast(anp.expm1(ans) * (1 - 2 * x) * g, anp.shape(logits))
+        grad = np.expm1(ans)  # the usual case: in place, one temporary
+        grad *= 1 - 2 * x  # −s
+        grad *= g
+        return unbroadcast(grad, np.shape(logits))
+
+    return vjp
+
+
+# x is discrete data, so only the logits get a gradient.
+defvjp(bernoulli_log_terms, None, _bernoulli_log_terms_vjp)
+
+
+@primitive
+def sum_last(a):
+    """Σ over the last axis. a: (..., d) -> (...). Replaces ``anp.sum(a, axis=-1)``."""
+    return np.sum(a, axis=-1)
+
+
+# The gradient of a sum copies g to every summed entry. A broadcast view does that without
+# allocating; autograd's own np.sum VJP materializes it as g + zeros(shape), two full passes.
+defvjp(sum_last, lambda ans, a: lambda g: anp.broadcast_to(anp.expand_dims(g, -1), anp.shape(a)))
+
+
+def bernoulli_logpmf(x, logits):
+    """Σ_d log Bern(x_d; σ(ℓ_d)) in two fused kernels. Replaces
+    ``distributions.bernoulli_logpmf``. x: (n, d) in {0, 1}, logits: (k, n, d) -> (k, n).
+    Unchecked: the model calls it on data it has validated."""
+    return sum_last(bernoulli_log_terms(x, logits))
