@@ -4,10 +4,10 @@
 (blocks above M_MMAP_THRESHOLD are mmap-ed, and the heap top is trimmed above
 M_TRIM_THRESHOLD). A training step allocates and frees the same large temporaries every time,
 so each step pays page faults to get the memory back. Raising both thresholds to 1 GiB keeps
-the memory in the process. Measured on the reference machine (DESIGN.md): a VAE step at batch
-100 went from 17 ms to 6 ms, and an IWAE step at batch 20, k = 50 from 50 ms to 32 ms. The cost is
-that the process keeps its peak memory after use. The CLI and ``train`` turn it on; importing
-the package never does.
+the memory in the process. Measured on the reference machine (docs/design.md §7): a VAE step at
+batch 100 went from 17 ms to 6 ms, and an IWAE step at batch 20, k = 50 from 50 ms to 32 ms. The
+cost is that the process keeps its peak memory after use. The command line and the benchmark turn
+it on at their entry points; importing the package or calling ``train`` never does.
 """
 
 import ctypes

@@ -12,7 +12,7 @@ tanh, Bernoulli likelihood, on random binary data):
 How it measures: each side runs in its own worker process, and the two take turns, one round
 of repeats at a time, after a pause that lets the other side's thread pool go to sleep. In one
 process, OpenBLAS's and torch's thread pools keep spinning after their work and slow whichever
-library runs next (DESIGN.md). Both use the same number of threads. Both run with
+library runs next (docs/design.md §9). Both use the same number of threads. Both run with
 ``runtime.tune_malloc()``: torch's CPU allocator also gets its memory from glibc. Without the
 switch, torch's time for the same step varied from 27 to 41 ms within one process, depending on
 what it had allocated before. Each timing is the median over all repeats; the ratio is numpy's
