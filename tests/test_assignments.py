@@ -1,8 +1,10 @@
 """Assignments: the solutions earn every point, student copies hold no solution and fail every
 exercise, the built-in release equals nbgrader's, and the documented instructor commands run."""
 
+import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from iwae_np.classroom import notebooks as classroom
+from iwae_np import classroom
+from iwae_np.classroom.release import BEGIN_SOLUTION, END_SOLUTION
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "lessons" / "assignments"
@@ -28,9 +31,9 @@ def _solution_lines(notebook):
     for cell in notebook.cells:
         inside = False
         for line in cell.source.split("\n"):
-            if line.strip() == classroom.BEGIN_SOLUTION:
+            if line.strip() == BEGIN_SOLUTION:
                 inside = True
-            elif line.strip() == classroom.END_SOLUTION:
+            elif line.strip() == END_SOLUTION:
                 inside = False
             elif inside and line.strip():
                 lines.append(line.strip())
@@ -46,17 +49,38 @@ def test_there_are_at_least_four_assignments_with_points():
         assert any("BEGIN HIDDEN TESTS" in c.source for c in graded), name
 
 
-@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_each_notebook_calls_checks_of_its_own_module_that_exist():
+    """Without running the notebooks: A1 calls a1's checks (and the generic ones in checks), and
+    every check it calls exists there, so a renamed check fails fast here."""
+    for name in ASSIGNMENTS:
+        own = name.split("_")[0].lower()  # A1_log_densities -> a1
+        cells = nbformat.read(_notebook(name), as_version=4).cells
+        code = "\n".join(c.source for c in cells if c.cell_type == "code")
+        assert f"from iwae_np.classroom import {own}, checks" in code, name
+        calls = re.findall(r"(?<![\w.])(a\d|checks)\.(\w+)\(", code)
+        assert any(owner == own for owner, _ in calls), name
+        for owner, attr in calls:
+            assert owner in (own, "checks"), (name, owner, attr)
+            module = importlib.import_module(f"iwae_np.classroom.{owner}")
+            assert callable(getattr(module, attr, None)), (name, owner, attr)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name.startswith("A4") else name
+    for name in ASSIGNMENTS])  # A4 trains an encoder: over 10 s
 def test_solutions_earn_every_point_and_write_a_report(name, tmp_path):
     shutil.copytree(SOURCE / name, tmp_path / name)
     report = classroom.grade(str(tmp_path / name / f"{name}.ipynb"))
     earned, total = report.score
     assert earned == total > 0, str(report)
-    data = json.loads((tmp_path / name / f"{name}_report.json").read_text())  # the notebook's own report
+    # the notebook's own report, saved by its last cell
+    data = json.loads((tmp_path / name / f"{name}_report.json").read_text())
     assert data["score"] == data["max_score"] > 0
     assert "points" in (tmp_path / name / f"{name}_report.txt").read_text()
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_path):
     classroom.release(str(SOURCE), str(tmp_path))
@@ -70,7 +94,8 @@ def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_pat
         assert line not in text.split("\n") and f"    {line}" not in text, line
     report = classroom.grade(str(path))
     assert report.score[0] == 0 and all(not r.passed for r in report.results), str(report)
-    assert all("NotImplementedError" in r.message or "not defined" in r.message for r in report.results)
+    assert all("NotImplementedError" in r.message or "not defined" in r.message
+               for r in report.results)
 
 
 def test_builtin_release_equals_nbgrader():
@@ -87,12 +112,16 @@ def test_builtin_release_equals_nbgrader():
 
 
 def _run(command, cwd):
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, shell=True,
-                            env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]))
+    # the venv's bin first on PATH, so `nbgrader` is the one installed with this Python
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600,
+                            shell=True, env=dict(os.environ, PATH=path))
     assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
     return result
 
 
+@pytest.mark.notebook
+@pytest.mark.slow
 def test_documented_builtin_instructor_commands(tmp_path):
     """The commands of lessons/assignments/README.md, 'Without nbgrader'."""
     python = sys.executable
@@ -101,11 +130,12 @@ def test_documented_builtin_instructor_commands(tmp_path):
     original = _notebook(name)
     submitted = tmp_path / "submitted" / "ada" / name
     shutil.copytree(SOURCE / name, submitted)  # a perfect submission
-    _run(f"{python} -m iwae_np assignments grade {submitted / (name + '.ipynb')} --source {original} "
-         f"--report {tmp_path / 'ada_A3'}", tmp_path)
+    _run(f"{python} -m iwae_np assignments grade {submitted / (name + '.ipynb')} "
+         f"--source {original} --report {tmp_path / 'ada_A3'}", tmp_path)
     assert json.loads((tmp_path / "ada_A3.json").read_text())["score"] == 10
 
 
+@pytest.mark.notebook
 def test_grading_restores_the_original_tests(tmp_path):
     """A submission made from the student copy, with its tests edited to pass and one graded cell
     deleted, is graded on the original tests, hidden ones included."""
@@ -119,17 +149,21 @@ def test_grading_restores_the_original_tests(tmp_path):
     nbformat.write(notebook, path)
     report = classroom.grade(str(path), source=str(_notebook(name)))
     by_id = {r.name: r for r in report.results}
-    assert not by_id["a3_bound_tests"].passed and "NotImplementedError" in by_id["a3_bound_tests"].message
+    bound_tests = by_id["a3_bound_tests"]
+    assert not bound_tests.passed and "NotImplementedError" in bound_tests.message
     assert not by_id["a3_weights_tests"].passed and "missing" in by_id["a3_weights_tests"].message
     assert report.score[0] == 0
 
 
+@pytest.mark.notebook
+@pytest.mark.slow
 def test_documented_nbgrader_instructor_commands(tmp_path):
     """The commands of lessons/assignments/README.md, 'With nbgrader'."""
     pytest.importorskip("nbgrader")
     name = "A3_iwae_bound"
     shutil.copytree(SOURCE, tmp_path / "source")
-    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'vi101'\n")
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.course_id = 'vi101'\n")
     _run(f"nbgrader generate_assignment {name} --force", tmp_path)
     released = tmp_path / "release" / name / f"{name}.ipynb"
     assert "raise NotImplementedError()" in released.read_text()

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from iwae_np.classroom import grading
-
+from iwae_np.classroom import a1, a2, a3, a4, checks
 
 # ------------------------------------------------------------------ correct answers
 
@@ -56,14 +55,14 @@ def good_log_weights(model, theta, x, eps):
 
 
 @pytest.mark.parametrize("check,student", [
-    (grading.check_normal_logpdf, good_normal),
-    (grading.check_bernoulli_logpmf, good_bernoulli),
-    (grading.check_logsumexp, good_logsumexp),
-    (grading.check_iwae_bound, good_iwae),
-    (grading.check_normalized_weights, good_weights),
-    (grading.check_iwae_gradient, good_iwae_gradient),
-    (grading.check_elbo_estimate, good_elbo),
-    (grading.check_log_weights, good_log_weights),
+    (a1.check_normal_logpdf, good_normal),
+    (a1.check_bernoulli_logpmf, good_bernoulli),
+    (a1.check_logsumexp, good_logsumexp),
+    (a2.check_elbo_estimate, good_elbo),
+    (a3.check_iwae_bound, good_iwae),
+    (a3.check_normalized_weights, good_weights),
+    (a3.check_iwae_gradient, good_iwae_gradient),
+    (a4.check_log_weights, good_log_weights),
 ])
 def test_correct_answers_pass(check, student):
     result = check(student)
@@ -108,7 +107,8 @@ def elbo_density_of_eps(log_joint, x, mean, log_std, eps):
 def log_weights_density_of_eps(model, theta, x, eps):
     mean, log_std = model.encode(theta, x)
     z = mean + np.exp(log_std) * eps
-    return good_bernoulli(x, model.decode(theta, z)) + good_normal(z, 0.0, 0.0) - good_normal(eps, 0.0, 0.0)
+    log_prior = good_normal(z, 0.0, 0.0)
+    return good_bernoulli(x, model.decode(theta, z)) + log_prior - good_normal(eps, 0.0, 0.0)
 
 
 def log_weights_encoder_k_times(model, theta, x, eps):
@@ -118,7 +118,8 @@ def log_weights_encoder_k_times(model, theta, x, eps):
     mean, log_std = model.encode(theta, np.repeat(x, k, axis=0))  # rows: x0,x0,..,x1,x1,..
     mean, log_std = mean.reshape(k, n, -1), log_std.reshape(k, n, -1)  # wrong: should be (n, k)
     z = mean + np.exp(log_std) * eps
-    return good_bernoulli(x, model.decode(theta, z)) + good_normal(z, 0.0, 0.0) - good_normal(z, mean, log_std)
+    log_prior = good_normal(z, 0.0, 0.0)
+    return good_bernoulli(x, model.decode(theta, z)) + log_prior - good_normal(z, mean, log_std)
 
 
 def iwae_gradient_sign_error(jacobian, log_w):
@@ -130,20 +131,23 @@ def iwae_gradient_uniform(jacobian, log_w):
 
 
 CATALOGUE = [
-    ("sign error", grading.check_normal_logpdf, normal_sign_error, "sign error"),
-    ("naive logsumexp that overflows", grading.check_logsumexp, naive_logsumexp, "subtract the maximum"),
-    ("naive IWAE bound that overflows", grading.check_iwae_bound, iwae_naive, "subtracting the maximum"),
-    ("missing log k", grading.check_iwae_bound, iwae_missing_log_k, "off by exactly log k"),
-    ("mean over the wrong axis", grading.check_iwae_bound, iwae_wrong_axis, "reduce over axis 0"),
-    ("dropped log_std term", grading.check_normal_logpdf, normal_dropped_log_std, "−log σ term is missing"),
-    ("density of ε used for q(z|x) in the ELBO", grading.check_elbo_estimate, elbo_density_of_eps,
+    ("sign error", a1.check_normal_logpdf, normal_sign_error, "sign error"),
+    ("naive logsumexp that overflows", a1.check_logsumexp, naive_logsumexp, "subtract the maximum"),
+    ("naive IWAE bound that overflows", a3.check_iwae_bound, iwae_naive, "subtracting the maximum"),
+    ("missing log k", a3.check_iwae_bound, iwae_missing_log_k, "off by exactly log k"),
+    ("mean over the wrong axis", a3.check_iwae_bound, iwae_wrong_axis, "reduce over axis 0"),
+    ("dropped log_std term", a1.check_normal_logpdf, normal_dropped_log_std,
+     "−log σ term is missing"),
+    ("density of ε used for q(z|x) in the ELBO", a2.check_elbo_estimate, elbo_density_of_eps,
      "density of ε"),
-    ("density of ε used for q(z|x) in log-weights", grading.check_log_weights, log_weights_density_of_eps,
+    ("density of ε used for q(z|x) in log-weights", a4.check_log_weights,
+     log_weights_density_of_eps,
      "density of ε"),
-    ("encoder run k times with different results", grading.check_log_weights, log_weights_encoder_k_times,
+    ("encoder run k times with different results", a4.check_log_weights,
+     log_weights_encoder_k_times,
      "must be the same for every sample"),
-    ("gradient with a sign error", grading.check_iwae_gradient, iwae_gradient_sign_error, "sign error"),
-    ("ELBO gradient instead of IWAE gradient", grading.check_iwae_gradient, iwae_gradient_uniform,
+    ("gradient with a sign error", a3.check_iwae_gradient, iwae_gradient_sign_error, "sign error"),
+    ("ELBO gradient instead of IWAE gradient", a3.check_iwae_gradient, iwae_gradient_uniform,
      "normalized weight"),
 ]
 
@@ -154,7 +158,8 @@ def test_each_wrong_answer_fails_with_a_helpful_message(mistake, check, student,
         result = check(student)
     assert not result.passed and result.points == 0
     message = str(result)
-    assert "input:" in message and "expected" in message and ("got" in message or "raised" in message), message
+    assert "input:" in message and "expected" in message, message
+    assert "got" in message or "raised" in message, message
     assert phrase in message, f"{mistake}: {message}"
     with pytest.raises(AssertionError, match="FAILED"):
         result.require()
@@ -167,7 +172,8 @@ def test_hand_derived_gradient_check_names_the_coordinate():
     def elbo(params):  # −KL(N(μ, diag σ²) ‖ N(m, Λ⁻¹)) up to a constant
         mu, log_std = params[:2], params[2:]
         d = mu - m
-        return -0.5 * (anp.sum(anp.diag(precision) * anp.exp(2 * log_std)) + d @ precision @ d) + anp.sum(log_std)
+        trace = anp.sum(anp.diag(precision) * anp.exp(2 * log_std))
+        return -0.5 * (trace + d @ precision @ d) + anp.sum(log_std)
 
     def right(params):
         mu, log_std = params[:2], params[2:]
@@ -179,27 +185,28 @@ def test_hand_derived_gradient_check_names_the_coordinate():
         return g
 
     inputs = [("μ = 0, log σ = 0", np.zeros(4)), ("random", np.array([0.5, -1.0, 0.2, -0.3]))]
-    assert grading.check_gradient("elbo_gradient", right, elbo, inputs).passed
-    failed = grading.check_gradient("elbo_gradient", wrong, elbo, inputs)
-    assert not failed.passed and "coordinate (2,)" in failed.message and "sign error" in failed.message
+    assert checks.check_gradient("elbo_gradient", right, elbo, inputs).passed
+    failed = checks.check_gradient("elbo_gradient", wrong, elbo, inputs)
+    assert not failed.passed
+    assert "coordinate (2,)" in failed.message and "sign error" in failed.message
 
 
 def test_student_exceptions_are_reported_not_raised():
     def broken(log_w):
         raise NotImplementedError()
 
-    result = grading.check_iwae_bound(broken)
+    result = a3.check_iwae_bound(broken)
     assert not result.passed and "NotImplementedError" in result.message
 
 
 def test_report_in_json_and_text(tmp_path):
-    report = grading.Report("A0")
-    report.add(grading.check_iwae_bound(good_iwae))
-    report.add(grading.check_iwae_bound(iwae_missing_log_k))
+    report = checks.Report("A0")
+    report.add(a3.check_iwae_bound(good_iwae))
+    report.add(a3.check_iwae_bound(iwae_missing_log_k))
     json_path, text_path = report.save(str(tmp_path / "A0_report"))
     data = json.loads(open(json_path).read())
     assert data["score"] == 4 and data["max_score"] == 8 and len(data["checks"]) == 2
     text = open(text_path).read()
     assert "A0: 4/8 points" in text and "off by exactly log k" in text
-    assert grading.check_value("gap", 0.01, 0.0, 0.05, 2, "gap", "h").passed
-    assert not grading.check_value("gap", 0.3, 0.0, 0.05, 2, "gap", "retrain").passed
+    assert checks.check_value("gap", 0.01, 0.0, 0.05, 2, "gap", "h").passed
+    assert not checks.check_value("gap", 0.3, 0.0, 0.05, 2, "gap", "retrain").passed
