@@ -26,10 +26,21 @@ def _samples_first(name, value, arguments):
     return value
 
 
+def _mean_over_samples(a):
+    """(1/k) Σ_i a_i over axis 0. Values near the largest float are averaged as Σ_i (a_i / k),
+    so the sum cannot overflow on the way (two log-weights of 1.7e308 average to 1.7e308, not
+    inf); everything else takes NumPy's mean, rounding for rounding."""
+    value = getval(a)
+    finite = value[np.isfinite(value)]
+    if finite.size and np.max(np.abs(finite)) > np.finfo(value.dtype).max / 4:
+        return anp.sum(a / anp.shape(a)[0], axis=0)
+    return anp.mean(a, axis=0)
+
+
 @checked(log_w=_samples_first)
 def elbo(log_w):
     """(1/k) Σ_i log w_i. log_w: (k, ...) -> (...)."""
-    return anp.mean(log_w, axis=0)
+    return _mean_over_samples(log_w)
 
 
 @checked(log_w=_samples_first)
@@ -51,16 +62,36 @@ def vr_bound(log_w, alpha):
 
         L_α = 1/(1−α) · log (1/k) Σ_i w_i^(1−α)
 
-    α = 0 is the IWAE bound; α → 1 is the ELBO. Near α = 1 the ratio is 0/0, so there it uses the
-    cumulant expansion L_α = κ₁ + κ₂ t/2 + κ₃ t²/6 + O(t³), t = 1 − α, with κ the sample cumulants
-    of log w (mean, variance, third central moment). log_w: (k, ...) -> (...)."""
+    α = 0 is the IWAE bound; α → 1 is the ELBO (L_1 is defined as the ELBO, its limit).
+    log_w: (k, ...) -> (...).
+
+    Computed without the 0/0 near α = 1. With t = 1 − α, c the mean of the finite log w_i and
+    d_i = log w_i − c (so Σ d_i ≈ 0):
+
+        L_α = c + log1p( (1/k) Σ_i expm1(t d_i) ) / t
+
+    expm1 and log1p keep full relative precision as t → 0, where the direct form loses
+    log k · ε / t to cancellation. When some t·d_i is large (> 1) the direct, max-shifted
+    log-mean-exp is accurate and cannot overflow, so that form is used there.
+    """
     t = 1.0 - alpha
-    if abs(t) < 1e-3:
-        mean = anp.mean(log_w, axis=0)
-        centred = log_w - mean
-        second, third = anp.mean(centred ** 2, axis=0), anp.mean(centred ** 3, axis=0)
-        return mean + second * t / 2 + third * t * t / 6
-    return log_mean_exp(t * log_w, axis=0) / t
+    if t == 0:
+        return elbo(log_w)
+    finite = np.isfinite(getval(log_w))
+    k_finite = np.maximum(np.sum(finite, axis=0), 1)
+    safe_log_w = anp.where(finite, log_w, 0.0)  # −inf entries leave the centre alone
+    centre = anp.sum(safe_log_w, axis=0) / k_finite
+    scaled = t * (log_w - centre)  # t d_i; −inf (w_i = 0) stays −inf for t > 0, +inf for t < 0
+    if t < 0 and not np.all(finite):  # w_i = 0 with a negative power: w_i^t = inf, L_α = −inf
+        with_inf = ~np.all(finite, axis=0)
+    else:
+        with_inf = np.zeros(np.shape(centre), dtype=bool)
+    small = np.all(np.where(finite, getval(scaled), -np.inf) <= 1.0, axis=0) & ~with_inf
+    # expm1 path, on inputs clamped to <= 1 so the unused side of the `where` stays finite
+    clamped = anp.where(finite & small, scaled, anp.where(finite, 0.0, -np.inf))
+    near = centre + anp.log1p(_mean_over_samples(anp.expm1(clamped))) / t
+    direct = log_mean_exp(anp.where(finite | ~with_inf, t * log_w, 0.0), axis=0) / t
+    return anp.where(with_inf, -np.inf, anp.where(small, near, direct))
 
 
 def _groups(log_w, m):
@@ -74,10 +105,15 @@ def _groups(log_w, m):
 def miwae_bound(log_w, m):
     """MIWAE(M, K) (Rainforth et al. 2018): the k = M·K samples in M groups of K, and the mean over
     groups of each group's IWAE bound L_K. M = 1 is IWAE_k, M = k is the ELBO. log_w: (M·K, ...)."""
-    return anp.mean(log_mean_exp(_groups(log_w, m), axis=1), axis=0)
+    return _mean_over_samples(log_mean_exp(_groups(log_w, m), axis=1))
 
 
 @checked(log_w=_samples_first, beta=number(0, 1))
 def ciwae_bound(log_w, beta):
-    """CIWAE(β) (Rainforth et al. 2018): β · ELBO + (1 − β) · IWAE on the same k samples."""
+    """CIWAE(β) (Rainforth et al. 2018): β · ELBO + (1 − β) · IWAE on the same k samples.
+    β = 0 and β = 1 are exactly the IWAE bound and the ELBO (0 · (−inf) is never formed)."""
+    if beta == 0:
+        return iwae_bound(log_w)
+    if beta == 1:
+        return elbo(log_w)
     return beta * elbo(log_w) + (1 - beta) * iwae_bound(log_w)

@@ -1,50 +1,112 @@
 """Checkpoints: one ``.npz`` file holding the arrays and a JSON metadata record.
 
 Metadata: a format version, the model's config and layout, the training config, the epoch, the
-random generator's state, the history so far, and a SHA-256 of the arrays. Together they let a
-resumed run continue bit for bit, and let ``load`` reject a truncated, corrupted or mismatched
-file with a ValueError that names the problem.
+random generator's state, the optimizer's step count and the history so far. A SHA-256 covers
+the arrays *and* the rest of the metadata, so an edited step count or generator state is caught
+like a flipped bit. Together they let a resumed run continue bit for bit, and let ``load`` reject
+a truncated, corrupted, tampered, non-finite or mismatched file with a ValueError that names the
+problem.
 
-Writes are atomic: a temporary file in the same folder, flushed to disk, then ``os.replace``.
-A crash mid-write leaves the previous checkpoint intact.
+Writes are atomic: a temporary file in the same folder, flushed to disk, ``os.replace``-d over
+the old checkpoint, then the folder itself is flushed so the rename survives a power cut. A
+writer killed mid-write leaves the previous checkpoint intact and a temporary file named after
+its process id; the next save in that folder removes temporary files whose writer is gone.
 """
 
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _METADATA_KEY = "metadata_json"
+_TEMPORARY = re.compile(r"\.checkpoint-(\d+)-[^/]*\.npz$")
 
 
-def _arrays_sha256(arrays):
+def _sha256(arrays, metadata):
+    """SHA-256 of every array (name, dtype, shape, bytes) and of the metadata as canonical JSON."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
         digest.update(array.tobytes())
+    record = {key: value for key, value in metadata.items() if key != "sha256"}
+    digest.update(json.dumps(record, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _check_finite_arrays(arrays, where):
+    for name, array in arrays.items():
+        if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise ValueError(f"checkpoint: expected finite values in {name!r}, got NaN or inf "
+                             f"{where}")
+
+
+def _writer_is_gone(pid):
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_orphans(folder):
+    """Delete temporary checkpoint files in ``folder`` whose writing process no longer exists
+    (left by a writer that was killed). Returns the paths removed."""
+    removed = []
+    for candidate in glob.glob(os.path.join(glob.escape(folder), ".checkpoint-*.npz")):
+        match = _TEMPORARY.search(candidate)
+        if match and _writer_is_gone(int(match.group(1))):
+            try:
+                os.remove(candidate)
+                removed.append(candidate)
+            except FileNotFoundError:  # another process cleaned it first
+                pass
+    return removed
+
+
+def _fsync_folder(folder):
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported here (e.g. Windows): the file itself was flushed
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def save(path, model, arrays, metadata):
     """Write ``arrays`` ({name: ndarray}, e.g. theta and the optimizer state) and ``metadata``
-    (JSON-ready dict) for ``model`` to ``path``, atomically."""
+    (JSON-ready dict) for ``model`` to ``path``, atomically. Refuses non-finite arrays."""
     path = os.fspath(path)
+    _check_finite_arrays(arrays, "(not saved)")
     record = dict(metadata, format_version=FORMAT_VERSION, model=model.config(),
-                  layout=model.layout.to_dict(), sha256=_arrays_sha256(arrays))
+                  layout=model.layout.to_dict())
+    record["sha256"] = _sha256(arrays, record)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".checkpoint-", suffix=".npz")
+    remove_orphans(folder)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".checkpoint-{os.getpid()}-",
+                                         suffix=".npz")
     try:
         with os.fdopen(handle, "wb") as f:
             np.savez(f, **arrays, **{_METADATA_KEY: np.array(json.dumps(record))})
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+        _fsync_folder(folder)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -74,12 +136,20 @@ def load(path, model=None):
     except json.JSONDecodeError as error:
         raise ValueError(f"checkpoint: expected JSON metadata in {path!r}, got corrupt "
                          f"metadata ({error})") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"checkpoint: expected a JSON object as metadata in {path!r}, got "
+                         f"{type(metadata).__name__}")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"checkpoint: expected format version {FORMAT_VERSION}, got "
                          f"{metadata.get('format_version')!r} in {path!r}")
-    if _arrays_sha256(arrays) != metadata.get("sha256"):
-        raise ValueError(f"checkpoint: expected arrays matching their SHA-256 in {path!r}, "
-                         f"got a mismatch (the file is corrupt)")
+    if _sha256(arrays, metadata) != metadata.get("sha256"):
+        raise ValueError(f"checkpoint: expected contents matching their SHA-256 in {path!r}, "
+                         f"got a mismatch (the file is corrupt or was edited)")
+    missing = [key for key in ("model", "layout") if key not in metadata]
+    if missing or "theta" not in arrays:
+        raise ValueError(f"checkpoint: expected theta, model and layout in {path!r}, got none of "
+                         f"{missing + ([] if 'theta' in arrays else ['theta'])}")
+    _check_finite_arrays(arrays, f"in {path!r}")
     if model is not None:
         _check_matches(model, metadata, path)
     return arrays, metadata

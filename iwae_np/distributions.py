@@ -25,8 +25,16 @@ def normal_logpdf(x, mean, log_std):
 
     x, mean, log_std: broadcastable, e.g. (n, d), (k, n, d), (d,) -> (k, n).
     """
-    u = (x - mean) * anp.exp(-log_std)  # standardized residual; exp(−log σ) avoids a division
-    return anp.sum(-0.5 * LOG_2PI - log_std - 0.5 * u * u, axis=-1)
+    residual = x - mean
+    # u = (x − μ)/σ, standardized; exp(−log σ) avoids a division. Where x = μ exactly, u must be
+    # 0 even when 1/σ overflows (log σ < −709 in float64): 0 · inf would be NaN. So 1/σ is taken
+    # as 1 there (it multiplies 0 anyway), which also keeps the gradient finite. Elsewhere an
+    # overflowing u gives −inf, the right floating-point answer for a density below 1e−308.
+    # (a product with the 0/1 mask, not anp.where, which does not unbroadcast its gradient)
+    inverse_std = anp.exp(-log_std * (getval(residual) != 0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = residual * inverse_std
+        return anp.sum(-0.5 * LOG_2PI - log_std - 0.5 * u * u, axis=-1)
 
 
 @checked(z=real())

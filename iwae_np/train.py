@@ -171,15 +171,21 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
             eps = rng.standard_normal(objective.eps_shape(k) + (len(batch), model.eps_dim),
                                       dtype=model.dtype)
             try:
-                theta, value = step(theta, batch, eps)
+                new_theta, value = step(theta, batch, eps)
+                if not np.all(np.isfinite(new_theta)):  # a finite gradient, a step too large
+                    raise NonFiniteStep("parameter vector θ after the step")
             except NonFiniteStep as error:
                 raise _diverged(error.quantity, epoch, epoch * n_batches + b + 1, theta,
                                 history, checkpoint, lr) from None
+            theta = new_theta
             running += (value - running) / (b + 1)
             bar.set_postfix({label: f"{running:.3f}"}, refresh=False)
         record = {"epoch": epoch + 1, "train_bound": running,
                   "test_bound": _test_bound(model, theta, x_test, test_bound, k, seed, epoch),
                   "seconds": time.perf_counter() - epoch_start}
+        if record["test_bound"] is not None and not np.isfinite(record["test_bound"]):
+            raise _diverged("test bound", epoch, (epoch + 1) * n_batches, theta, history,
+                            checkpoint, lr)
         history.append(record)
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{epochs}: train {label} {running:.3f}"
@@ -236,6 +242,12 @@ def _adam_t(adam):
 
 def _resume(checkpoint, model, config, adam, rng):
     arrays, metadata = ckpt.load(checkpoint, model)
+    expected = {"train_config": dict, "history": list, "epoch": int, "rng_state": dict,
+                "adam_t": int}
+    wrong = [key for key, kind in expected.items() if not isinstance(metadata.get(key), kind)]
+    if wrong:
+        raise ValueError(f"checkpoint: expected training state ({', '.join(expected)}) in "
+                         f"{checkpoint!r}, got missing or malformed {', '.join(wrong)}")
     saved = metadata["train_config"]
     differing = {key: (saved.get(key), value) for key, value in config.items() if saved.get(key) != value}
     if differing:
@@ -243,5 +255,9 @@ def _resume(checkpoint, model, config, adam, rng):
         raise ValueError(f"checkpoint: expected the same training settings to resume, got {described}")
     if "adam_m" in arrays:
         adam.state = {"m": arrays["adam_m"], "v": arrays["adam_v"], "t": metadata["adam_t"]}
-    rng.bit_generator.state = metadata["rng_state"]
+    try:
+        rng.bit_generator.state = metadata["rng_state"]
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"checkpoint: expected a valid random generator state in "
+                         f"{checkpoint!r}, got {error}") from None
     return arrays["theta"].copy(), metadata["history"], metadata["epoch"]
