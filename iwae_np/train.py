@@ -100,7 +100,10 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
         lambda theta, x, eps: anp.mean(objective(model, theta, x, eps)))
 
     def step(theta, x, eps):
-        value, grad = value_and_gradient(theta, x, eps)
+        # Overflow on the way to a non-finite value is reported once, by NonFiniteStep below,
+        # not as a screenful of NumPy RuntimeWarnings first.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            value, grad = value_and_gradient(theta, x, eps)
         if not np.isfinite(value):
             raise NonFiniteStep("bound")
         if not np.all(np.isfinite(grad)):
@@ -109,7 +112,8 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
             grad[frozen] = 0.0
         if clip_norm is not None:
             grad = clip_by_norm(grad, clip_norm)
-        return optimizer.step(theta, grad), float(value)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return optimizer.step(theta, grad), float(value)
 
     return step
 

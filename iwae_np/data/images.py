@@ -55,6 +55,21 @@ def digits(binarize="dynamic", test_fraction=0.2, seed=0):
 
 
 
+def _grey_images(file):
+    """An IDX file of 28×28 images with pixel values 0…255 -> grey levels in [0, 1], (n, 784)."""
+    images = read_idx(file)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.shape[0] < 1:
+        raise ValueError(f"path: expected 28×28 images (n, 28, 28) in {file!r}, got an array "
+                         f"of shape {images.shape}")
+    images = images.astype(np.float64)
+    bad = ~np.isfinite(images) | (images < 0) | (images > 255)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"path: expected pixel values in [0, 255] in {file!r}, got "
+                         f"{images[index]} at index {index}")
+    return images.reshape(-1, 784) / 255.0
+
+
 def mnist(path, binarize="dynamic", seed=0):
     """MNIST from the four standard IDX files in the folder ``path`` (train-images-idx3-ubyte,
     t10k-images-idx3-ubyte, optionally .gz). Grey levels / 255, binarized as in ``digits``."""
@@ -62,8 +77,8 @@ def mnist(path, binarize="dynamic", seed=0):
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ValueError(f"path: expected a folder holding the MNIST IDX files, got {path!r}")
-    grey_train = read_idx(find_idx(path, "train-images-idx3-ubyte")).reshape(-1, 784) / 255.0
-    grey_test = read_idx(find_idx(path, "t10k-images-idx3-ubyte")).reshape(-1, 784) / 255.0
+    grey_train = _grey_images(find_idx(path, "train-images-idx3-ubyte"))
+    grey_test = _grey_images(find_idx(path, "t10k-images-idx3-ubyte"))
     rng = np.random.default_rng(seed)
     x_test = (rng.random(grey_test.shape) < grey_test) * 1.0
     if binarize == "static":
