@@ -2,6 +2,7 @@
 down the floors, and ``import iwae_np`` loads the core alone."""
 
 import ast
+import re
 import pathlib
 import subprocess
 import sys
@@ -81,3 +82,13 @@ def test_import_iwae_np_loads_the_core_only():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_readme_module_tables_match_the_tree():
+    """Every core module and subpackage is in the README's tables, and every entry exists."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## What is inside", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([a-z_.]+)` \|", section, re.M))
+    core = {path.name for path in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py"}
+    subpackages = {f"iwae_np.{name}" for name in SUBPACKAGES}
+    assert listed == core | subpackages
