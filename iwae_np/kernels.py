@@ -13,8 +13,8 @@ in the usual case and a traceable ``autograd.numpy`` path when they are differen
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.extend import SparseObject, defvjp, primitive, vspace
-from autograd.tracer import Box
+from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
+from autograd.tracer import Box, getval
 
 # ---------------------------------------------------------------- reading θ: the sparse block VJP
 
@@ -79,6 +79,81 @@ def relu(a):
 defvjp(relu, lambda ans, a: lambda g: g * (ans > 0))
 
 ACTIVATIONS = {"tanh": tanh, "relu": relu}
+
+
+# ---------------------------------------------------------------- one dense layer, fused
+
+
+@primitive
+def dense(theta, h, W_block, b_block, activation=None):
+    """a(h W + b), with W and b read from θ: one primitive for what the reference MLP writes as
+    ``block``, ``block``, ``dot``, ``+`` and the activation (five autograd operations).
+
+    Replaces one layer of ``nets.MLP`` on the reference tier. theta: (P,); h: (rows, d_in);
+    W_block, b_block: (start, stop, shape) of W (d_in, d_out) and b (d_out,) in θ, adjacent;
+    activation: None, "tanh" or "relu". -> (rows, d_out). Fewer operations means less of
+    autograd's per-operation bookkeeping, which dominates a step at small k (docs/design.md §2).
+    """
+    W = theta[W_block[0]:W_block[1]].reshape(W_block[2])
+    out = h @ W
+    out += theta[b_block[0]:b_block[1]]
+    if activation == "tanh":
+        np.tanh(out, out=out)
+    elif activation == "relu":
+        np.maximum(out, 0, out=out)
+    return out
+
+
+def _dense_vjps(argnums, ans, args, kwargs):
+    """Both cotangents from one pre-activation gradient g' = g ⊙ a'(pre):
+    ∂/∂θ: W ← hᵀ g', b ← Σ_rows g' (added in place into θ's accumulator); ∂/∂h: g' Wᵀ."""
+    theta, h, W_block, b_block = args[:4]
+    activation = args[4] if len(args) > 4 else kwargs.get("activation")
+    W = theta[W_block[0]:W_block[1]].reshape(W_block[2])
+    space = vspace(theta)
+
+    def vjp(g):
+        traced = any(isinstance(v, Box) for v in (g, ans, theta, h))
+        xp = anp if traced else np
+        if activation == "tanh":
+            g_pre = g * (1 - ans * ans)
+        elif activation == "relu":
+            g_pre = g * (getval(ans) > 0)  # relu' is a constant 0/1 mask
+        else:
+            g_pre = g
+        out = []
+        for argnum in argnums:
+            if argnum == 0 and traced:  # differentiated again: a dense, traceable θ gradient
+                out.append(_dense_theta_cotangent(anp.dot(anp.transpose(h), g_pre),
+                                                  anp.sum(g_pre, axis=0), W_block, b_block,
+                                                  space.size))
+            elif argnum == 0:
+                out.append(_dense_theta_sparse(h.T @ g_pre, g_pre.sum(axis=0), W_block,
+                                               b_block, space))
+            else:
+                out.append(xp.dot(g_pre, xp.transpose(W)))
+        return tuple(out)
+
+    return vjp
+
+
+def _dense_theta_sparse(g_W, g_b, W_block, b_block, space):
+    def add_into(total):
+        total[W_block[0]:W_block[1]].reshape(W_block[2])[...] += g_W
+        total[b_block[0]:b_block[1]] += g_b
+        return total
+
+    return SparseObject(space, add_into)
+
+
+def _dense_theta_cotangent(g_W, g_b, W_block, b_block, size):
+    """θ's gradient from one layer as a dense vector (W then b are adjacent in θ)."""
+    dtype = np.result_type(getval(g_W))
+    return anp.concatenate([np.zeros(W_block[0], dtype), anp.ravel(g_W), g_b,
+                            np.zeros(size - b_block[1], dtype)])
+
+
+defvjp_argnums(dense, _dense_vjps)
 
 
 # ---------------------------------------------------------------- the Bernoulli log-likelihood

@@ -51,13 +51,17 @@ class MLP:
 
     def __call__(self, theta, layout, x):
         """x: (..., d_in) -> (..., d_out)."""
-        act = (kernels.ACTIVATIONS if self.fast else ACTIVATIONS)[self.activation]
         lead_shape = anp.shape(x)[:-1]
         h = anp.reshape(x, (-1, self.sizes[0]))
         for layer in range(self.n_layers):
-            W = layout.get(theta, f"{self.name}.{layer}.W", fast=self.fast)
-            b = layout.get(theta, f"{self.name}.{layer}.b", fast=self.fast)
-            h = anp.dot(h, W) + b
-            if layer < self.n_layers - 1:
-                h = act(h)
+            last = layer == self.n_layers - 1
+            W_name, b_name = f"{self.name}.{layer}.W", f"{self.name}.{layer}.b"
+            if self.fast:  # the same layer as one fused kernel
+                h = kernels.dense(theta, h, layout.blocks[W_name], layout.blocks[b_name],
+                                  None if last else self.activation)
+                continue
+            h = anp.dot(h, layout.get(theta, W_name, fast=False)) + layout.get(
+                theta, b_name, fast=False)
+            if not last:
+                h = ACTIVATIONS[self.activation](h)
         return anp.reshape(h, lead_shape + (self.sizes[-1],))

@@ -74,6 +74,28 @@ def test_sum_last_kernel_equals_numpy_sum(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", [None, "tanh", "relu"])
+def test_dense_kernel_equals_the_reference_layer(activation, dtype):
+    """kernels.dense(θ, h, W, b, a) = a(h W + b) with W, b plain slices of θ: in θ and in h."""
+    layout = iw.Layout()
+    layout.add("W", (4, 3))
+    layout.add("b", (3,))
+    theta = _inputs(dtype, shape=(layout.size,), seed=4) / 3
+    h = _inputs(dtype, shape=(5, 4), seed=5) / 3
+    act = {None: lambda a: a, **nets.ACTIVATIONS}[activation]
+
+    def reference(t, v):
+        return act(anp.dot(v, params.block(t, *layout.blocks["W"]))
+                   + params.block(t, *layout.blocks["b"]))
+
+    def fast(t, v):
+        return kernels.dense(t, v, layout.blocks["W"], layout.blocks["b"], activation)
+
+    _assert_same_function(lambda t: fast(t, h), lambda t: reference(t, h), theta, dtype)
+    _assert_same_function(lambda v: fast(theta, v), lambda v: reference(theta, v), h, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_block_kernel_equals_a_plain_slice(dtype):
     layout = iw.Layout()
     layout.add("W", (3, 4))
