@@ -21,6 +21,7 @@ from autograd import value_and_grad
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import threads
 from .bounds import BOUNDS
 from .checks import check_choice, check_positive, checked, integer, one_of, positive
 from .evaluate import expected_bound
@@ -163,41 +164,43 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
     n_batches = math.ceil(len(x_train) / batch_size)
     label = f"{objective.name}(k={k})"
     started = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        epoch_start = time.perf_counter()
-        x_epoch = data.binarize(rng) if getattr(data, "probs_train", None) is not None else x_train
-        order = rng.permutation(len(x_train))
-        running = 0.0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, mininterval=0.5)
-        for b in bar:
-            batch = x_epoch[order[b * batch_size:(b + 1) * batch_size]]
-            eps = rng.standard_normal(objective.eps_shape(k) + (len(batch), model.eps_dim),
-                                      dtype=model.dtype)
-            try:
-                new_theta, value = step(theta, batch, eps)
-                if not np.all(np.isfinite(new_theta)):  # a finite gradient, a step too large
-                    raise NonFiniteStep("parameter vector θ after the step")
-            except NonFiniteStep as error:
-                raise _diverged(error.quantity, epoch, epoch * n_batches + b + 1, theta,
-                                history, checkpoint, lr) from None
-            theta = new_theta
-            running += (value - running) / (b + 1)
-            bar.set_postfix({label: f"{running:.3f}"}, refresh=False)
-        record = {"epoch": epoch + 1, "train_bound": running,
-                  "test_bound": _test_bound(model, theta, x_test, test_bound, k, seed, epoch),
-                  "seconds": time.perf_counter() - epoch_start}
-        if record["test_bound"] is not None and not np.isfinite(record["test_bound"]):
-            raise _diverged("test bound", epoch, (epoch + 1) * n_batches, theta, history,
-                            checkpoint, lr)
-        history.append(record)
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{epochs}: train {label} {running:.3f}"
-                       + (f", test {record['test_bound']:.3f}" if x_test is not None else ""))
-        if checkpoint is not None:
-            ckpt.save(checkpoint, model, {"theta": theta, **_adam_arrays(adam)},
-                      {"epoch": epoch + 1, "train_config": config, "history": history,
-                       "rng_state": rng.bit_generator.state, "adam_t": _adam_t(adam)})
+    with threads.adaptive() as blas:  # BLAS gets the cores other processes leave free
+        for epoch in range(start_epoch, epochs):
+            epoch_start = time.perf_counter()
+            x_epoch = data.binarize(rng) if getattr(data, "probs_train", None) is not None else x_train
+            order = rng.permutation(len(x_train))
+            running = 0.0
+            bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+                       leave=False, mininterval=0.5)
+            for b in bar:
+                blas.update()
+                batch = x_epoch[order[b * batch_size:(b + 1) * batch_size]]
+                eps = rng.standard_normal(objective.eps_shape(k) + (len(batch), model.eps_dim),
+                                          dtype=model.dtype)
+                try:
+                    new_theta, value = step(theta, batch, eps)
+                    if not np.all(np.isfinite(new_theta)):  # a finite gradient, a step too large
+                        raise NonFiniteStep("parameter vector θ after the step")
+                except NonFiniteStep as error:
+                    raise _diverged(error.quantity, epoch, epoch * n_batches + b + 1, theta,
+                                    history, checkpoint, lr) from None
+                theta = new_theta
+                running += (value - running) / (b + 1)
+                bar.set_postfix({label: f"{running:.3f}"}, refresh=False)
+            record = {"epoch": epoch + 1, "train_bound": running,
+                      "test_bound": _test_bound(model, theta, x_test, test_bound, k, seed, epoch),
+                      "seconds": time.perf_counter() - epoch_start}
+            if record["test_bound"] is not None and not np.isfinite(record["test_bound"]):
+                raise _diverged("test bound", epoch, (epoch + 1) * n_batches, theta, history,
+                                checkpoint, lr)
+            history.append(record)
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}/{epochs}: train {label} {running:.3f}"
+                           + (f", test {record['test_bound']:.3f}" if x_test is not None else ""))
+            if checkpoint is not None:
+                ckpt.save(checkpoint, model, {"theta": theta, **_adam_arrays(adam)},
+                          {"epoch": epoch + 1, "train_config": config, "history": history,
+                           "rng_state": rng.bit_generator.state, "adam_t": _adam_t(adam)})
     return TrainResult(theta, history, time.perf_counter() - started)
 
 
