@@ -1,10 +1,15 @@
-"""Shared test helpers: a linear-Gaussian model whose answers are known in closed form.
+"""Shared fixtures, and one reporting hook.
+
+``linear_gaussian`` / ``make_linear_gaussian``: a linear-Gaussian model whose answers are known in
+closed form,
 
     z ~ N(0, I_dz),   x = z W + b + σ e,   e ~ N(0, I_dx)
     p(x) = N(x; b, WᵀW + σ² I)
     p(z|x) = N(m, Σ),  Σ = (I + W Wᵀ / σ²)⁻¹,  m = (x − b) Wᵀ Σ / σ²
 
-Everything here is computed with numpy/scipy directly, independent of the package's densities.
+computed with numpy/scipy directly, independent of the package's densities.
+
+``assert_normal_sample``: checks that draws have a known normal distribution's mean and spread.
 """
 
 import numpy as np
@@ -21,7 +26,7 @@ class LinearGaussian:
         self.b = rng.normal(size=x_dim)
         self.noise_std = noise_std
         self.model = iw.VAE(x_dim, z_dim, hidden=(), likelihood="gaussian")
-        self.precision = np.eye(z_dim) + self.W @ self.W.T / noise_std ** 2
+        self.precision = np.eye(z_dim) + self.W @ self.W.T / noise_std**2
         self.cov = np.linalg.inv(self.precision)
 
     def sample_x(self, n, seed=1):
@@ -30,11 +35,11 @@ class LinearGaussian:
         return z @ self.W + self.b + self.noise_std * rng.normal(size=(n, self.W.shape[1]))
 
     def log_marginal(self, x):
-        cov = self.W.T @ self.W + self.noise_std ** 2 * np.eye(self.W.shape[1])
+        cov = self.W.T @ self.W + self.noise_std**2 * np.eye(self.W.shape[1])
         return st.multivariate_normal(self.b, cov).logpdf(x)
 
     def posterior_mean(self, x):
-        return (x - self.b) @ self.W.T @ self.cov / self.noise_std ** 2
+        return (x - self.b) @ self.W.T @ self.cov / self.noise_std**2
 
     def theta(self, log_std, mean_shift=0.0):
         """θ with the true decoder and a linear encoder giving the exact posterior mean (+ shift)
@@ -43,10 +48,10 @@ class LinearGaussian:
         theta = np.zeros(layout.size)
         enc_W = np.zeros((self.W.shape[1], 2 * self.W.shape[0]))
         enc_b = np.zeros(2 * self.W.shape[0])
-        A = self.W.T @ self.cov / self.noise_std ** 2  # posterior mean = (x - b) A
+        A = self.W.T @ self.cov / self.noise_std**2  # posterior mean = (x - b) A
         enc_W[:, : m.z_dim] = A
         enc_b[: m.z_dim] = -self.b @ A + mean_shift
-        enc_b[m.z_dim:] = log_std
+        enc_b[m.z_dim :] = log_std
         theta[layout.slice("encoder.0.W")] = enc_W.ravel()
         theta[layout.slice("encoder.0.b")] = enc_b
         theta[layout.slice("decoder.0.W")] = self.W.ravel()
@@ -59,9 +64,20 @@ class LinearGaussian:
         s2 = np.exp(2 * np.asarray(log_std)) * np.ones(self.W.shape[0])
         d = self.W.shape[0]
         shift = np.broadcast_to(mean_shift, (d,))
-        kl = 0.5 * (np.sum(np.diag(self.precision) * s2) + shift @ self.precision @ shift - d
-                    + np.linalg.slogdet(self.cov)[1] - np.sum(np.log(s2)))
+        kl = 0.5 * (
+            np.sum(np.diag(self.precision) * s2)
+            + shift @ self.precision @ shift
+            - d
+            + np.linalg.slogdet(self.cov)[1]
+            - np.sum(np.log(s2))
+        )
         return self.log_marginal(x) - kl
+
+
+@pytest.fixture
+def make_linear_gaussian():
+    """LinearGaussian(x_dim=3, z_dim=2, noise_std=0.5, seed=0): build one with other sizes."""
+    return LinearGaussian
 
 
 @pytest.fixture
@@ -69,20 +85,37 @@ def linear_gaussian():
     return LinearGaussian()
 
 
-# Property tests: fixed examples (derandomize) so every CI run checks the same cases.
-from hypothesis import settings  # noqa: E402
+def _assert_normal_sample(draws, mean, std, z=5.0):
+    """draws: (k, ...) independent draws of N(mean, std²), elementwise over the trailing axes.
 
-settings.register_profile("iwae_np", derandomize=True, deadline=None, max_examples=60,
-                          print_blob=True)
-settings.load_profile("iwae_np")
+    The sample mean's standard error is σ/√k and the sample standard deviation's is
+    σ/√(2(k − 1)) (normal data); both must lie within ``z`` standard errors.
+    """
+    draws = np.asarray(draws, dtype=np.float64)
+    k = draws.shape[0]
+    mean, std = np.broadcast_to(mean, draws.shape[1:]), np.broadcast_to(std, draws.shape[1:])
+    mean_error = np.abs(draws.mean(axis=0) - mean)
+    std_error = np.abs(draws.std(axis=0, ddof=1) - std)
+    assert np.all(mean_error < z * std / np.sqrt(k)), (draws.mean(axis=0), mean)
+    assert np.all(std_error < z * std / np.sqrt(2 * (k - 1))), (draws.std(axis=0, ddof=1), std)
+
+
+@pytest.fixture
+def assert_normal_sample():
+    """assert_normal_sample(draws (k, ...), mean, std, z=5): mean and spread of the draws
+    within z standard errors of N(mean, std²)'s."""
+    return _assert_normal_sample
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print each lesson's run time (CI's log keeps them; the 60 s budget is checked by eye, not
-    by a timed test)."""
-    from test_lessons import TIMES
-
-    if TIMES:
-        terminalreporter.write_sep("-", "lesson run times (s)")
-        for name, seconds in sorted(TIMES.items()):
-            terminalreporter.write_line(f"{name:<40} {seconds:6.1f}")
+    """Print each notebook test's run time (CI's log keeps them; the 60 s budget per lesson is
+    checked by eye, not by a timed test)."""
+    reports = [
+        r
+        for r in terminalreporter.stats.get("passed", [])
+        if r.when == "call" and "notebook" in r.keywords
+    ]
+    if reports:
+        terminalreporter.write_sep("-", "notebook run times (s)")
+        for report in sorted(reports, key=lambda r: r.nodeid):
+            terminalreporter.write_line(f"{report.nodeid:<70} {report.duration:6.1f}")

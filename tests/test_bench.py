@@ -2,6 +2,8 @@
 computation on both sides, and evaluation memory does not grow with the number of points. No
 assertion here is about speed: speed is reported by `python -m iwae_np bench`, not tested."""
 
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -9,10 +11,17 @@ from iwae_np.app import runtime
 from iwae_np.bench import runner as bench
 
 
+@pytest.mark.slow
 def test_bench_runs_and_reports_every_workload():
     lines = []
-    rows = bench.run(repeats=1, rounds=1, quick=True, use_torch=bench.torch_available(),
-                     settle=0.0, out=lines.append)
+    rows = bench.run(
+        repeats=1,
+        rounds=1,
+        quick=True,
+        use_torch=bench.torch_available(),
+        settle=0.0,
+        out=lines.append,
+    )
     assert [r["workload"] for r in rows] == ["W1"] * 6 + ["W2", "W3", "W3", "W4"]
     for row in rows:
         if row["workload"] in ("W1", "W2"):
@@ -25,9 +34,12 @@ def test_bench_runs_and_reports_every_workload():
     assert len(lines) >= len(rows)
 
 
+@pytest.mark.slow
 def test_evaluation_memory_does_not_depend_on_the_number_of_points():
     numpy_side = bench.NumpySide()
-    peaks = [numpy_side.run("W3", {"k": 5000, "n": n, "dtype": "float64"}, 1)["peak_mb"] for n in (4, 12)]
+    peaks = [
+        numpy_side.run("W3", {"k": 5000, "n": n, "dtype": "float64"}, 1)["peak_mb"] for n in (4, 12)
+    ]
     assert peaks[1] == pytest.approx(peaks[0], rel=0.1) and max(peaks) < 300
 
 
@@ -39,6 +51,62 @@ def test_torch_side_computes_the_same_loss():
     assert torch_value == pytest.approx(numpy_value, rel=1e-12)
 
 
-def test_tune_malloc_is_idempotent():
-    first = runtime.tune_malloc()
-    assert runtime.tune_malloc() == first
+class _FakeLibc:
+    """Stands in for ctypes.CDLL(libc): records each mallopt(param, value) call."""
+
+    def __init__(self, has_mallopt=True, result=1):
+        self.calls = []
+        if has_mallopt:
+            self.mallopt = self._Mallopt(self.calls, result)
+
+    class _Mallopt:
+        def __init__(self, calls, result):
+            self.calls, self.result = calls, result
+            self.argtypes = self.restype = None
+
+        def __call__(self, param, value):
+            self.calls.append((param, value))
+            return self.result
+
+
+@pytest.fixture
+def fake_libc(monkeypatch):
+    """Make tune_malloc see a fresh process (not yet tuned) and a fake libc; returns a function
+    installing a _FakeLibc(**options) as what ctypes.CDLL loads."""
+    monkeypatch.setitem(runtime._state, "tuned", False)
+
+    def install(**options):
+        libc = _FakeLibc(**options)
+        monkeypatch.setattr(ctypes, "CDLL", lambda name: libc)
+        return libc
+
+    return install
+
+
+def test_tune_malloc_sets_both_thresholds_once(fake_libc):
+    libc = fake_libc()
+    assert runtime.tune_malloc(threshold=1 << 20) is True
+    # mallopt(M_MMAP_THRESHOLD = -3, ·) and mallopt(M_TRIM_THRESHOLD = -1, ·), glibc's malloc.h
+    assert sorted(libc.calls) == [(-3, 1 << 20), (-1, 1 << 20)]
+    assert runtime.tune_malloc(threshold=1 << 20) is True
+    assert len(libc.calls) == 2  # idempotent: the second call does not ask libc again
+
+
+def test_tune_malloc_clips_the_threshold_to_a_c_int(fake_libc):
+    libc = fake_libc()
+    assert runtime.tune_malloc(threshold=1 << 40) is True
+    assert {value for _, value in libc.calls} == {2**31 - 1}
+
+
+def test_tune_malloc_reports_failure_without_glibcs_mallopt(fake_libc, monkeypatch):
+    libc = fake_libc(has_mallopt=False)  # musl, macOS: no mallopt
+    assert runtime.tune_malloc() is False
+    libc = fake_libc(result=0)  # mallopt refused the value: not tuned, and not cached as tuned
+    assert runtime.tune_malloc() is False
+    assert runtime.tune_malloc() is False and len(libc.calls) >= 2
+
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)  # Windows: no libc to load
+    assert runtime.tune_malloc() is False

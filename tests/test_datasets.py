@@ -17,13 +17,13 @@ def test_linear_gaussian_closed_forms_against_brute_force():
     grid = np.linspace(-7, 7, 501)
     z = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
     for i in range(len(x)):
-        log_joint = (st.norm.logpdf(x[i], loc=z @ lg.W + lg.b, scale=0.6).sum(-1)
-                     + st.norm.logpdf(z).sum(-1))
+        log_lik = st.norm.logpdf(x[i], loc=z @ lg.W + lg.b, scale=0.6).sum(-1)
+        log_joint = log_lik + st.norm.logpdf(z).sum(-1)
         brute = np.log(np.sum(np.exp(log_joint)) * (grid[1] - grid[0]) ** 2)
-        assert lg.log_marginal(x[i:i + 1])[0] == pytest.approx(brute, abs=1e-6)
+        assert lg.log_marginal(x[i : i + 1])[0] == pytest.approx(brute, abs=1e-6)
         weights = np.exp(log_joint - log_joint.max())
         weights /= weights.sum()
-        mean, cov = lg.posterior(x[i:i + 1])
+        mean, cov = lg.posterior(x[i : i + 1])
         np.testing.assert_allclose(mean[0], weights @ z, atol=1e-6)
         centred = z - weights @ z
         np.testing.assert_allclose(cov, (weights[:, None] * centred).T @ centred, atol=1e-6)
@@ -89,8 +89,12 @@ def test_idx_parser_rejects_bad_files(tmp_path):
     (tmp_path / "truncated").write_bytes(data[:-2])
     (tmp_path / "magic").write_bytes(b"\x01\x02" + data[2:])
     (tmp_path / "empty").write_bytes(b"")
-    for name, phrase in (("truncated", "truncated"), ("magic", "magic"), ("empty", "empty"),
-                         ("missing", "no such file")):
+    for name, phrase in (
+        ("truncated", "truncated"),
+        ("magic", "magic"),
+        ("empty", "empty"),
+        ("missing", "no such file"),
+    ):
         with pytest.raises(ValueError, match=f"path: .*{phrase}"):
             datasets.read_idx(tmp_path / name)
 

@@ -10,10 +10,14 @@ import scipy.stats as st
 
 import iwae_np as iw
 
-rng = np.random.default_rng(0)
+
+@pytest.fixture
+def rng():
+    """A fresh generator per test, so no test's draws depend on which tests ran before it."""
+    return np.random.default_rng(0)
 
 
-def test_normal_logpdf_matches_scipy_with_broadcasting():
+def test_normal_logpdf_matches_scipy_with_broadcasting(rng):
     x = rng.normal(size=(4, 3))  # (n, d)
     mean = rng.normal(size=(5, 4, 3))  # (k, n, d)
     log_std = rng.normal(size=(4, 3))
@@ -32,13 +36,13 @@ def test_normal_logpdf_extreme_scales(log_std):
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
-def test_std_normal_logpdf_matches_scipy():
+def test_std_normal_logpdf_matches_scipy(rng):
     z = rng.normal(size=(6, 5, 3))
     expected = st.multivariate_normal(np.zeros(3), np.eye(3)).logpdf(z.reshape(-1, 3)).reshape(6, 5)
     np.testing.assert_allclose(iw.std_normal_logpdf(z), expected, rtol=1e-13)
 
 
-def test_bernoulli_logpmf_matches_scipy_with_broadcasting():
+def test_bernoulli_logpmf_matches_scipy_with_broadcasting(rng):
     x = (rng.random((4, 6)) < 0.4).astype(float)
     logits = rng.normal(scale=3, size=(3, 4, 6))
     out = iw.bernoulli_logpmf(x, logits)
@@ -56,7 +60,7 @@ def test_bernoulli_logpmf_extreme_logits():
     np.testing.assert_allclose(out, [expected], rtol=1e-15)
 
 
-def test_bernoulli_vjp_against_finite_differences_and_naive():
+def test_bernoulli_vjp_against_finite_differences_and_naive(rng):
     x = (rng.random((3, 5)) < 0.5).astype(float)
     logits = rng.normal(scale=4, size=(2, 3, 5))
     weights = rng.normal(size=(2, 3))
@@ -66,7 +70,7 @@ def test_bernoulli_vjp_against_finite_differences_and_naive():
     np.testing.assert_allclose(autograd.grad(f)(logits), autograd.grad(naive)(logits), rtol=1e-10)
 
 
-def test_bernoulli_vjp_unbroadcasts_to_the_logits_shape():
+def test_bernoulli_vjp_unbroadcasts_to_the_logits_shape(rng):
     x = (rng.random((2, 3, 4)) < 0.5).astype(float)
     logits = rng.normal(size=(3, 4))  # broadcast against x's leading axis
     f = lambda l: anp.sum(iw.bernoulli_logpmf(x, l))
@@ -75,23 +79,24 @@ def test_bernoulli_vjp_unbroadcasts_to_the_logits_shape():
     assert iw.gradcheck(f, logits).passed
 
 
-def test_normal_logpdf_gradients():
+def test_normal_logpdf_gradients(rng):
     x = rng.normal(size=(3, 2))
     params = rng.normal(size=(2, 3, 2))
     f = lambda p: anp.sum(iw.normal_logpdf(x, p[0], p[1]))
     assert iw.gradcheck(f, params).passed
 
 
-def test_sample_normal_is_reparameterized_and_reproducible():
-    mean, log_std = np.array([[1.0, -2.0]]), np.array([[0.0, np.log(3.0)]])
-    z, eps = iw.sample_normal(np.random.default_rng(5), mean, log_std, k=20000)
-    assert z.shape == eps.shape == (20000, 1, 2)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sample_normal_is_reparameterized_and_reproducible(dtype, assert_normal_sample):
+    k = 20000
+    mean = np.array([[1.0, -2.0], [0.0, 0.5]], dtype=dtype)
+    log_std = np.array([[0.0, np.log(3.0)], [np.log(0.1), 0.0]], dtype=dtype)
+    z, eps = iw.sample_normal(np.random.default_rng(5), mean, log_std, k=k)
+    assert z.shape == eps.shape == (k, 2, 2) and z.dtype == eps.dtype == dtype
     np.testing.assert_array_equal(z, mean + np.exp(log_std) * eps)
-    # moments within ~5 standard errors
-    np.testing.assert_allclose(z.mean(axis=0), mean, atol=5 * 3 / np.sqrt(20000))
-    np.testing.assert_allclose(z.std(axis=0), np.exp(log_std), rtol=0.05)
-    z2, _ = iw.sample_normal(np.random.default_rng(5), mean, log_std, k=20000)
+    # N(mean, exp(log_std)²): the draws' mean and spread within 5 standard errors
+    assert_normal_sample(z, mean, np.exp(log_std.astype(np.float64)))
+    z2, _ = iw.sample_normal(np.random.default_rng(5), mean, log_std, k=k)
     np.testing.assert_array_equal(z, z2)
-    z32, _ = iw.sample_normal(np.random.default_rng(5), mean.astype(np.float32),
-                              log_std.astype(np.float32))
-    assert z32.dtype == np.float32
+    z1, _ = iw.sample_normal(np.random.default_rng(5), mean, log_std)  # k defaults to 1
+    assert z1.shape == (1, 2, 2) and z1.dtype == dtype

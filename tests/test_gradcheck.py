@@ -10,7 +10,7 @@ from iwae_np.numerics import sigmoid
 
 
 def _quartic(x):
-    return anp.sum(anp.sin(x) * x ** 3) + anp.sum(x) ** 2
+    return anp.sum(anp.sin(x) * x**3) + anp.sum(x) ** 2
 
 
 def test_passes_a_correct_gradient_in_both_modes():
@@ -26,7 +26,10 @@ def test_passes_a_correct_gradient_in_both_modes():
 def test_fails_a_gradient_one_percent_off_in_both_modes():
     import autograd
 
-    for x in (np.random.default_rng(2).normal(size=(3, 3)), np.random.default_rng(3).normal(size=400)):
+    for x in (
+        np.random.default_rng(2).normal(size=(3, 3)),
+        np.random.default_rng(3).normal(size=400),
+    ):
         report = iw.gradcheck(_quartic, x, grad=lambda v: 1.01 * autograd.grad(_quartic)(v))
         assert not report.passed
         assert 0.005 < report.max_rel_error < 0.02
@@ -43,6 +46,7 @@ def test_catches_a_wrong_vjp_and_names_the_coordinate():
             grad = g * sigmoid(x)
             grad[3] *= -1  # a sign error in one place only
             return grad
+
         return vjp
 
     defvjp(softplus_bad, wrong_at_coordinate_3)
@@ -60,7 +64,7 @@ def test_float32_input_is_checked_in_float64():
 
     def f(x):
         seen.append(np.asarray(x).dtype if not hasattr(x, "_value") else x._value.dtype)
-        return anp.sum(x ** 2)
+        return anp.sum(x**2)
 
     report = iw.gradcheck(f, np.ones(3, dtype=np.float32))
     assert report.passed and set(seen) == {np.dtype(np.float64)}
@@ -69,7 +73,10 @@ def test_float32_input_is_checked_in_float64():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="f: expected a scalar"):
         iw.gradcheck(lambda x: x * 2, np.ones(3))
-    with pytest.raises(ValueError, match="f: expected a finite value"), np.errstate(invalid="ignore"):
+    with (
+        pytest.raises(ValueError, match="f: expected a finite value"),
+        np.errstate(invalid="ignore"),
+    ):
         iw.gradcheck(lambda x: anp.sum(anp.log(x)), -np.ones(3))
     with pytest.raises(ValueError, match="grad: expected a gradient of shape"):
         iw.gradcheck(lambda x: anp.sum(x), np.ones(3), grad=lambda x: np.ones(2))

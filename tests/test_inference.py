@@ -12,12 +12,24 @@ def lg():
     return datasets.linear_gaussian(n=200, x_dim=5, z_dim=2, noise_std=0.5, seed=0)
 
 
+@pytest.mark.slow
 def test_classic_vi_reaches_the_best_diagonal_gaussian(lg):
-    fit = vi.fit_local(lg.model, lg.theta, lg.x, objective="elbo", k=10, steps=1500, lr=0.1,
-                       final_lr_fraction=0.001, eval_replicates=400)
+    fit = vi.fit_local(
+        lg.model,
+        lg.theta,
+        lg.x,
+        objective="elbo",
+        k=10,
+        steps=1500,
+        lr=0.1,
+        final_lr_fraction=0.001,
+        eval_replicates=400,
+    )
     mean, log_std = lg.best_diagonal(lg.x)
     assert np.abs(fit.mean - mean).max() < 0.06 and np.abs(fit.mean - mean).mean() < 0.02
-    assert np.abs(fit.log_std - log_std).max() < 0.08 and np.abs(fit.log_std - log_std).mean() < 0.02
+    assert (
+        np.abs(fit.log_std - log_std).max() < 0.08 and np.abs(fit.log_std - log_std).mean() < 0.02
+    )
     # its ELBO is log p(x) − KL(q* ‖ p(z|x)), with the KL of the best diagonal in closed form
     _, cov = lg.posterior(lg.x)
     precision = np.linalg.inv(cov)
@@ -28,13 +40,24 @@ def test_classic_vi_reaches_the_best_diagonal_gaussian(lg):
     assert fit.seconds > 0 and len(fit.history) == 1500
 
 
+@pytest.mark.slow
 def test_linear_encoder_reaches_the_classic_optimum(lg):
     """The exact posterior mean is linear in x and its variance constant, so a linear encoder
     trained with the true decoder fixed closes the amortization gap."""
     theta = lg.theta.copy()
     data = datasets.Dataset("lg", lg.x, lg.x[:0], "gaussian")
-    result = train.train(lg.model, theta, data, objective="elbo", k=10, epochs=300,
-                         batch_size=50, lr=0.02, update="encoder", progress=False)
+    result = train.train(
+        lg.model,
+        theta,
+        data,
+        objective="elbo",
+        k=10,
+        epochs=300,
+        batch_size=50,
+        lr=0.02,
+        update="encoder",
+        progress=False,
+    )
     np.testing.assert_array_equal(lg.model.layout.unflatten(result.theta)["decoder.0.W"], lg.W)
     mean, log_std = lg.model.encode(result.theta, lg.x)
     best_mean, best_log_std = lg.best_diagonal(lg.x)
@@ -45,6 +68,7 @@ def test_linear_encoder_reaches_the_classic_optimum(lg):
     assert abs(gap["gap"].mean()) < 0.02
 
 
+@pytest.mark.slow
 def test_classic_vi_on_the_iwae_objective(lg):
     """Fitting λ to L_5 instead of the ELBO: a higher bound, still below log p(x), and a broader
     q (the IWAE pays less for a q wider than the posterior)."""
@@ -61,19 +85,26 @@ def test_chunked_log_marginal_equals_unchunked():
     model = VAE(6, 2, hidden=(5,))
     x = (np.random.default_rng(0).random((7, 6)) < 0.5) * 1.0
     theta = model.init(1, x=x)
-    whole = evaluate.log_marginal(model, theta, x, k=300, max_rows=10 ** 6)
+    whole = evaluate.log_marginal(model, theta, x, k=300, max_rows=10**6)
     for max_rows in (1, 50, 299, 301, 1000):
-        np.testing.assert_allclose(evaluate.log_marginal(model, theta, x, k=300, max_rows=max_rows),
-                                   whole, rtol=1e-13)
+        np.testing.assert_allclose(
+            evaluate.log_marginal(model, theta, x, k=300, max_rows=max_rows), whole, rtol=1e-13
+        )
 
 
 def test_log_marginal_and_quadrature_match_the_exact_answer(lg):
     exact = lg.log_marginal(lg.x[:5])
-    np.testing.assert_allclose(evaluate.log_marginal_quadrature(lg.model, lg.theta, lg.x[:5]),
-                               exact, atol=1e-6)
+    np.testing.assert_allclose(
+        evaluate.log_marginal_quadrature(lg.model, lg.theta, lg.x[:5]), exact, atol=1e-6
+    )
     mean, cov = lg.posterior(lg.x[:5])  # a q close to the posterior: L_5000 ≈ log p(x)
-    estimate = evaluate.log_marginal(lg.model, lg.theta, lg.x[:5], k=5000,
-                                     lam=(mean, np.broadcast_to(0.5 * np.log(np.diag(cov)), mean.shape)))
+    estimate = evaluate.log_marginal(
+        lg.model,
+        lg.theta,
+        lg.x[:5],
+        k=5000,
+        lam=(mean, np.broadcast_to(0.5 * np.log(np.diag(cov)), mean.shape)),
+    )
     # a diagonal q of a correlated posterior: L_5000 is still a little below log p(x)
     assert np.all(np.abs(estimate - exact) < 0.05) and estimate.mean() <= exact.mean() + 0.005
 
@@ -103,6 +134,7 @@ def test_active_units_counts_variance_of_encoder_means():
     assert count == 1
 
 
+@pytest.mark.slow
 def test_inference_gaps_on_toys_with_exact_log_px():
     from iwae_np.app import experiments
 

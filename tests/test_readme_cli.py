@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -27,20 +29,28 @@ def test_ci_runs_the_readme_test_command():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "iwae_np", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "iwae_np", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
+@pytest.mark.slow
 def test_cli_help_and_quick_demo(tmp_path):
     assert _cli("--help").returncode == 0
-    demo = _cli("demo", "--quick", "--quiet", "--epochs", "2", "--k-eval", "200",
-                "--out", str(tmp_path))
+    demo = _cli(
+        "demo", "--quick", "--quiet", "--epochs", "2", "--k-eval", "200", "--out", str(tmp_path)
+    )
     assert demo.returncode == 0, demo.stderr
     assert "IWAE (k=50)" in demo.stdout and "classic VI" in demo.stdout
     for name in ("training_curves", "bound_vs_k", "samples", "classic_vs_amortized"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cli_bad_arguments_are_one_line_exit_2(tmp_path):
     cases = [
         ("train", "--k", "0"),

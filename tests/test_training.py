@@ -61,7 +61,7 @@ def test_checkpoint_metadata_round_trip(setup, tmp_path):
     result = _run(setup, epochs=2, checkpoint=tmp_path / "c.npz")
     model, theta, metadata = checkpoint.load_model(tmp_path / "c.npz")
     np.testing.assert_array_equal(theta, result.theta)
-    assert metadata["epoch"] == 2 and metadata["format_version"] == 1
+    assert metadata["epoch"] == 2 and metadata["format_version"] == checkpoint.FORMAT_VERSION
     assert metadata["model"] == setup[1].config() and len(metadata["sha256"]) == 64
     assert metadata["rng_state"]["bit_generator"] == "PCG64"
     assert metadata["train_config"]["k"] == 3
