@@ -14,7 +14,10 @@ With z_i = μ_φ(x) + σ_φ(x) ε_i and w̃_i = w_i / Σ_j w_j, three estimators
 
 Every estimator gives the decoder the same gradient: log q does not depend on the decoder.
 ``gradient`` returns ∇ to *ascend* (the bound's gradient) as one vector the length of θ.
-Both model kinds are supported: ``log_weights(..., stop_q=True)`` holds every layer's q fixed.
+Any model of the protocol (models.py) works, the VAE and the TwoLayerVAE alike: the estimators
+need only ``log_weights(θ, x, ε, stop_q)``, where stop_q holds q's parameters constant while the
+samples stay live (for a TwoLayerVAE, q(h2|h1) still follows its sample h1), and the encoder's
+blocks under "encoder." in the layout.
 """
 
 import autograd
@@ -59,8 +62,8 @@ def surrogates(model, theta, x, eps, estimator="iwae", m=1):
 
 @checked(theta=THETA, x=X, eps=EPS, estimator=one_of(*ESTIMATORS), m=integer(minimum=1))
 def gradient(model, theta, x, eps, estimator="iwae", m=1):
-    """An estimate of ∇_θ L_k (to ascend), from one draw eps (k, n, eps_dim). -> (P,).
-    m: the number of groups M for "piwae" (k = M·K)."""
+    """An estimate of ∇_θ L_k (to ascend), from one draw eps (k, n, eps_dim), averaged over the
+    n points. -> (P,). m: the number of groups M for "piwae" (k = M·K)."""
     encoder_objective, decoder_objective = surrogates(model, theta, x, eps, estimator, m)
     encoder = model.layout.mask("encoder.")
     grad = autograd.grad(decoder_objective)(theta)

@@ -19,9 +19,11 @@ from .numerics import log_mean_exp, logsumexp
 
 
 def _log_weights_for(model, theta, lam, n):
-    """A function (x_batch, rows, eps) -> log_w using the encoder, or a given λ = (mean, log_std)."""
+    """A function (x_batch, rows, eps) -> log_w using the encoder, or a given λ = (mean, log_std)
+    (one-layer models only: any other is refused)."""
     if lam is None:
         return lambda xb, rows, eps: model.log_weights(theta, xb, eps)
+    model.check_one_layer("lam (a q given per point)")
     mean, log_std = model.check_lambda(lam, n)
     return lambda xb, rows, eps: model.log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
 
@@ -33,7 +35,7 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
 
     x: (n, x_dim) -> (n,). Each point draws its ε from its own stream ``default_rng([seed, i])``,
     so the estimate does not depend on how the work is chunked. lam: optional (mean, log_std),
-    each (n, z_dim), to use a given q instead of the encoder.
+    each (n, z_dim), to use a given q instead of the encoder (one-layer models only).
     """
     n = len(x)
     log_weights = _log_weights_for(model, theta, lam, n)
@@ -60,7 +62,7 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
                    seed=0, lam=None, return_std=False):
     """E[L_k] per point (or E[ELBO] for objective="elbo"), the mean of ``replicates`` independent
     estimates of the bound with k samples each. x: (n, x_dim) -> (n,), or with
-    ``return_std=True`` (mean (n,), std over replicates (n,))."""
+    ``return_std=True`` (mean (n,), std over replicates (n,)). lam: as for ``log_marginal``."""
     n = len(x)
     log_weights = _log_weights_for(model, theta, lam, n)
     rng = np.random.default_rng(seed)
@@ -73,7 +75,8 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
             r = min(replicates_per_chunk, replicates - done)
             eps = rng.standard_normal((r * k, len(rows), model.eps_dim), dtype=model.dtype)
             log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
-            per_replicate = log_w.mean(axis=1) if objective == "elbo" else log_mean_exp(log_w, axis=1)
+            per_replicate = (log_w.mean(axis=1) if objective == "elbo"
+                             else log_mean_exp(log_w, axis=1))
             total[rows] += per_replicate.sum(axis=0)
             total_squares[rows] += (per_replicate ** 2).sum(axis=0)
     mean = total / replicates
@@ -84,17 +87,21 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
 
 @checked(theta=THETA, x=X, limit=positive(), grid=integer(minimum=3))
 def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
-    """Exact-up-to-quadrature log p(x) = log ∫ p(x|z) p(z) dz on a grid over [−limit, limit]^d,
-    for latent dimension d ≤ 2 (the toy models). x: (n, x_dim) -> (n,).
+    """Exact-up-to-quadrature log p(x) = log ∫ p(x, z) dz on a grid over [−limit, limit]^d,
+    where z is the full latent (every layer) and d = ``model.eps_dim`` ≤ 2 (the toy models; a
+    TwoLayerVAE with h1_dim = h2_dim = 1). x: (n, x_dim) -> (n,).
 
     The prior's mass outside ±6 is below 1e-8, and a 401-point grid resolves posteriors wider than
     about 0.1; use a larger grid for sharper ones.
     """
-    if model.eps_dim > 2:
-        raise ValueError(f"model: expected z_dim <= 2 for quadrature, got {model.eps_dim}")
+    d = model.eps_dim
+    if d > 2:
+        raise ValueError(f"model: expected a latent of at most 2 units for quadrature, got "
+                         f"{type(model).__name__} with {d} (layers of "
+                         f"{'+'.join(map(str, model.layer_dims))})")
     axis = np.linspace(-limit, limit, grid)
-    cell = (axis[1] - axis[0]) ** model.z_dim
-    z = np.stack(np.meshgrid(*([axis] * model.z_dim), indexing="ij"), axis=-1).reshape(-1, model.z_dim)
+    cell = (axis[1] - axis[0]) ** d
+    z = np.stack(np.meshgrid(*([axis] * d), indexing="ij"), axis=-1).reshape(-1, d)
     out = np.empty(len(x))
     for i in range(len(x)):  # one point at a time: the grid already has grid^d rows
         log_joint = model.log_joint(theta, x[i:i + 1], z[:, None, :].astype(model.dtype))
@@ -104,11 +111,12 @@ def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
 
 @checked(theta=THETA, x_point=real(ndim=1), limit=positive(), grid=integer(minimum=3))
 def posterior_on_grid(model, theta, x_point, limit=4.0, grid=201):
-    """The exact posterior density p(z|x) on a grid, for plots (z_dim = 2).
+    """The exact posterior density p(z|x) on a grid, for plots (a full latent of 2 units).
 
     x_point: (x_dim,) -> (z1 (grid,), z2 (grid,), density (grid, grid) indexed [z1, z2])."""
     if model.eps_dim != 2:
-        raise ValueError(f"model: expected z_dim = 2 for a density grid, got {model.eps_dim}")
+        raise ValueError(f"model: expected a latent of 2 units for a density grid, got "
+                         f"{type(model).__name__} with {model.eps_dim}")
     x_point = model.check_x(np.asarray(x_point)[None, :], name="x_point")[0]
     axis = np.linspace(-limit, limit, grid)
     z = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -129,8 +137,9 @@ def gaussian_on_grid(mean, log_std, z1, z2):
 def active_units(model, theta, x, threshold=0.01, layer=0):
     """Burda et al.'s activity: unit u is active when Cov_x(E_q[z_u|x]) > threshold.
 
-    x: (n, x_dim) -> (count, variances (units,)) for stochastic layer ``layer`` (0: the first;
-    a TwoLayerVAE has layers 0 and 1)."""
+    x: (n, x_dim) -> (count, variances (layer_dims[layer],)) for stochastic layer ``layer``
+    (0: the one next to x; a TwoLayerVAE has layers 0 (h1) and 1 (h2)). Each layer's count is out
+    of its own size, ``model.layer_dims[layer]``."""
     means = model.layer_means(theta, x)
     if layer >= len(means):
         raise ValueError(f"layer: expected a stochastic layer below {len(means)} of "

@@ -7,14 +7,14 @@ q* is the best member of q's family for each point, found by classic VI (``vi.fi
 started at the encoder's λ, so it can only improve on it.
 """
 
-import numpy as np
-
 from .checks import check_array, checked, integer, positive
 from .evaluate import expected_bound
-from .models import THETA, X
+from .models import THETA, X, one_layer
 from .vi import fit_local
 
-RULES = dict(theta=THETA, x=X, steps=integer(minimum=0), lr=positive(),
+# one stochastic layer only: q* is classic VI's q given per point
+RULES = dict(model=one_layer("the inference gaps (classic VI's q given per point)"),
+             theta=THETA, x=X, steps=integer(minimum=0), lr=positive(),
              seed=integer(minimum=0), replicates=integer(minimum=1))
 
 
@@ -48,5 +48,6 @@ def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, repl
                          f"got {log_px.shape}")
     gaps, _ = amortization_gap(model, theta, x, steps=steps, lr=lr, seed=seed,
                                replicates=replicates)
-    return {"log_px": log_px, "local_elbo": gaps["local_elbo"], "encoder_elbo": gaps["encoder_elbo"],
+    return {"log_px": log_px, "local_elbo": gaps["local_elbo"],
+            "encoder_elbo": gaps["encoder_elbo"],
             "approximation_gap": log_px - gaps["local_elbo"], "amortization_gap": gaps["gap"]}

@@ -4,11 +4,13 @@
     p(x, h1, h2)  = p(h2) p(h1 | h2) p(x | h1)        p(h2) = N(0, I), p(h1|h2) Gaussian MLP
     log w = log p(x|h1) + log p(h1|h2) + log p(h2) − log q(h1|x) − log q(h2|h1)
 
-It keeps the VAE's protocol, so every bound, the trainer, evaluation and checkpoints apply:
-``z_dim`` is h1_dim (what ``encode`` returns and ``decode`` takes), ε has ``eps_dim`` =
-h1_dim + h2_dim columns (the first h1_dim draw h1, the rest h2), ``sample_prior`` draws the top
-layer h2 ~ p(h2), and ``layer_means`` gives both layers' E_q for active units. Classic VI with a
-given λ (``log_weights_given``) is defined for one layer only and is refused.
+It keeps the model protocol (models.py), so every bound, gradient estimator, the trainer,
+evaluation and checkpoints apply: ``layer_dims`` is (h1_dim, h2_dim); ``z_dim`` is h1_dim (what
+``encode`` returns and ``decode`` takes); ε and the full latent have ``eps_dim`` = h1_dim + h2_dim
+columns (the first h1_dim are h1's, the rest h2's); ``sample_prior`` draws the top layer
+h2 ~ p(h2); ``log_joint`` takes the full latent; ``layer_means`` gives both layers' E_q for
+active units. A q given per point (``log_weights_given``, ``check_lambda``: classic VI) is defined
+for one layer only and is refused with a ValueError.
 """
 
 import autograd.numpy as anp
@@ -16,7 +18,7 @@ from autograd.tracer import getval
 
 from .checks import check_int, check_sizes, checked, generator, integer
 from .distributions import normal_logpdf, reparameterize, std_normal_logpdf
-from .models import EPS, MODELS, THETA, VAE, X
+from .models import EPS, LATENT, MODELS, THETA, VAE, X
 from .nets import MLP
 from .params import Layout
 
@@ -45,9 +47,10 @@ class TwoLayerVAE(VAE):
         self.layout = layout
 
     @property
-    def eps_dim(self):
-        """ε carries both layers: h1_dim + h2_dim columns."""
-        return self.h1_dim + self.h2_dim
+    def layer_dims(self):
+        """The stochastic layers' sizes, bottom first: (h1_dim, h2_dim). ε carries both:
+        ``eps_dim`` = h1_dim + h2_dim columns."""
+        return (self.h1_dim, self.h2_dim)
 
     def config(self):
         return {"class": "TwoLayerVAE", "x_dim": self.x_dim, "h1_dim": self.h1_dim,
@@ -66,47 +69,80 @@ class TwoLayerVAE(VAE):
     def _split(self, out, size):
         return out[..., :size], out[..., size:]
 
+    def split_layers(self, z):
+        """The full latent (..., h1_dim + h2_dim) as [h1 (..., h1_dim), h2 (..., h2_dim)]."""
+        return list(self._split(z, self.h1_dim))
+
+    def _q_h2(self, theta, h1):
+        """q(h2|h1)'s (mean, log_std), each (..., h2_dim)."""
+        return self._split(self.encoder_h2(theta, self.layout, h1), self.h2_dim)
+
+    def _p_h1(self, theta, h2):
+        """p(h1|h2)'s (mean, log_std), each (..., h1_dim)."""
+        return self._split(self.decoder_h1(theta, self.layout, h2), self.h1_dim)
+
+    def _log_p(self, theta, x, h1, h2):
+        """log p(x, h1, h2) = log p(x|h1) + log p(h1|h2) + log p(h2)."""
+        return (self.log_likelihood(theta, x, h1) + normal_logpdf(h1, *self._p_h1(theta, h2))
+                + std_normal_logpdf(h2))
+
     @checked(theta=THETA, x=X, eps=EPS)
     def log_weights(self, theta, x, eps, stop_q=False):
         """log w_i for both layers. theta: (P,); x: (n, x_dim); eps: (k, n, h1_dim + h2_dim)
-        -> (k, n). stop_q: evaluate log q with its parameters held constant (STL, DReG)."""
-        eps1, eps2 = eps[..., :self.h1_dim], eps[..., self.h1_dim:]
+        -> (k, n).
+
+        stop_q: evaluate log q(h1, h2 | x) with q's parameters held constant (STL, DReG), the
+        samples still live. q(h2|h1) depends on the sample h1 as well as on its parameters, so it
+        is re-evaluated with a constant θ at the live h1: stopping its (mean, log_std) wholesale
+        would also drop ∂ log q(h2|h1) / ∂h1, and the estimators would be biased.
+        """
+        eps1, eps2 = self.split_layers(eps)
         mean1, log_std1 = self.encode(theta, x)  # (n, h1): once per point, broadcast over k
         h1 = reparameterize(mean1, log_std1, eps1)  # (k, n, h1)
-        mean2, log_std2 = self._split(self.encoder_h2(theta, self.layout, h1), self.h2_dim)
+        mean2, log_std2 = self._q_h2(theta, h1)
         h2 = reparameterize(mean2, log_std2, eps2)  # (k, n, h2)
         if stop_q:
-            mean1, log_std1, mean2, log_std2 = map(getval, (mean1, log_std1, mean2, log_std2))
+            mean1, log_std1 = getval(mean1), getval(log_std1)  # depend on x and θ only
+            mean2, log_std2 = self._q_h2(getval(theta), h1)
         log_q = normal_logpdf(h1, mean1, log_std1) + normal_logpdf(h2, mean2, log_std2)
-        prior_mean1, prior_log_std1 = self._split(self.decoder_h1(theta, self.layout, h2),
-                                                  self.h1_dim)
-        log_p = (std_normal_logpdf(h2) + normal_logpdf(h1, prior_mean1, prior_log_std1)
-                 + self.log_likelihood(theta, x, h1))
-        return log_p - log_q
+        return self._log_p(theta, x, h1, h2) - log_q
 
-    def log_weights_given(self, theta, x, mean, log_std, eps):
-        raise ValueError("model: expected a one-layer VAE for a given λ (classic VI), "
-                         "got a TwoLayerVAE")
+    @checked(theta=THETA, x=X, z=LATENT)
+    def log_joint(self, theta, x, z):
+        """log p(x, h1, h2). x: (n, x_dim); z: the full latent (k, n, h1_dim + h2_dim), h1 then
+        h2 -> (k, n)."""
+        h1, h2 = self.split_layers(z)
+        return self._log_p(theta, x, h1, h2)
+
+    def log_weights_given(self, theta, x, mean, log_std, eps, stop_q=False):
+        """Refused: a q given per point (classic VI's λ) is defined for one layer only."""
+        self.check_one_layer("log_weights_given (a q given per point)")
+
+    def check_lambda(self, lam, n, name="lam"):
+        """Refused: a q given per point (classic VI's λ) is defined for one layer only."""
+        self.check_one_layer(f"{name} (a q given per point)")
 
     @checked(theta=THETA, x=X)
     def layer_means(self, theta, x):
-        """E_q[h1|x] (n, h1_dim), and E_q[h2|h1] at h1 = E_q[h1|x] (n, h2_dim)."""
+        """E_q[h1|x] (n, h1_dim), and E_q[h2|h1] at h1 = E_q[h1|x] (n, h2_dim): the plug-in
+        mean of the top layer, deterministic, as for active units per layer."""
         mean1, _ = self.encode(theta, x)
-        mean2, _ = self._split(self.encoder_h2(theta, self.layout, mean1), self.h2_dim)
-        return [mean1, mean2]
+        return [mean1, self._q_h2(theta, mean1)[0]]
 
     @checked(rng=generator(), n=integer(minimum=1))
     def sample_prior(self, rng, n):
-        """The top layer h2 ~ p(h2) = N(0, I): (n, h2_dim)."""
+        """The top layer h2 ~ p(h2) = N(0, I): (n, h2_dim). ``decode`` takes h1, not h2: use
+        ``sample`` for the layers in between."""
         return rng.standard_normal((n, self.h2_dim), dtype=self.dtype)
 
     @checked(theta=THETA, rng=generator(), n=integer(minimum=1))
     def sample(self, theta, rng, n):
-        """Ancestral samples: h2 ~ p(h2), h1 ~ p(h1|h2), x ~ p(x|h1) -> (x, (h1, h2))."""
+        """Ancestral samples: h2 ~ p(h2), h1 ~ p(h1|h2), x ~ p(x|h1) -> (x (n, x_dim), the full
+        latent (n, h1_dim + h2_dim)); ``split_layers`` gives h1 and h2."""
         h2 = self.sample_prior(rng, n)
-        mean1, log_std1 = self._split(self.decoder_h1(theta, self.layout, h2), self.h1_dim)
+        mean1, log_std1 = self._p_h1(theta, h2)
         h1 = mean1 + anp.exp(log_std1) * rng.standard_normal(mean1.shape, dtype=self.dtype)
-        return self.sample_x(theta, rng, h1), (h1, h2)
+        return self.sample_x(theta, rng, h1), anp.concatenate([h1, h2], axis=-1)
 
 
 MODELS["TwoLayerVAE"] = TwoLayerVAE

@@ -7,14 +7,59 @@
 
 ``log_weights`` is the central interface: every bound is a function of log w (k, n) alone, so
 the VAE and the IWAE are this same model trained with different bounds (Burda et al. 2016).
+
+The model protocol
+------------------
+``VAE`` and ``TwoLayerVAE`` (hierarchical.py, x → h1 → h2) keep one contract, so the bounds, the
+gradient estimators, the trainer, evaluation and checkpoints take either. A model has one or more
+stochastic layers, numbered from the one next to x (layer 0) to the top one. "The full latent"
+puts every layer's units side by side in that order, exactly as ε does: for the VAE it is z, for
+the TwoLayerVAE (h1, h2).
+
+    layer_dims                 the layers' sizes, bottom first: VAE (z_dim,); TwoLayerVAE
+                               (h1_dim, h2_dim)
+    z_dim = layer_dims[0]      the layer next to x: what ``encode`` gives and ``decode`` takes
+    eps_dim = sum(layer_dims)  columns of ε and of the full latent: one per latent unit
+    init(seed, x=None)         -> θ (P,), with ``layout`` naming its blocks; every block of q is
+                               under "encoder." (``layout.mask("encoder.")``), all of p elsewhere
+    encode(θ, x)               x (n, x_dim) -> q(layer 0 | x) as (mean, log_std), each (n, z_dim)
+    decode(θ, z)               layer 0, z (..., z_dim) -> p(x|z)'s logits or mean (..., x_dim)
+    log_weights(θ, x, ε, stop_q=False)
+                               ε (k, n, eps_dim) -> log w (k, n). stop_q: log q evaluated with
+                               q's parameters held constant while the samples stay live (the
+                               path derivative of the STL and DReG estimators)
+    log_joint(θ, x, z)         the full latent z (k, n, eps_dim) -> log p(x, z) (k, n)
+    draw_eps(rng, k, n)        -> ε (k, n, eps_dim) ~ N(0, I), in the model's dtype
+    sample_prior(rng, n)       -> the top layer from its prior N(0, I): (n, layer_dims[-1]). For
+                               the VAE that is z, so decode(θ, sample_prior(rng, n)) is p(x|z)'s
+                               parameter; a TwoLayerVAE's top layer is h2, which decode does not
+                               take (``sample`` runs the layers in between)
+    sample(θ, rng, n)          ancestral sampling -> (x (n, x_dim), the full latent (n, eps_dim))
+    split_layers(z)            the full latent (..., eps_dim) -> [layer 0 (..., layer_dims[0]), …]
+    layer_means(θ, x)          -> [E_q of layer l given x, (n, layer_dims[l]) for each layer l]:
+                               Burda et al.'s active units, per layer
+
+One layer only: a q given per point instead of the encoder's (``log_weights_given``,
+``check_lambda``; so classic VI, the inference gaps, semi-amortized refinement and ``lam=`` in
+evaluation). A model with more layers refuses them with a ValueError that names it.
 """
 
 import numpy as np
 from autograd.tracer import getval
 
 from . import kernels
-from .checks import (as_float_array, check_array, check_binary, check_choice, check_int,
-                     check_last_dim, check_sizes, checked, generator, integer, real)
+from .checks import (
+    as_float_array,
+    check_array,
+    check_binary,
+    check_choice,
+    check_int,
+    check_last_dim,
+    check_sizes,
+    checked,
+    generator,
+    integer,
+)
 from .distributions import bernoulli_logpmf, normal_logpdf, reparameterize, std_normal_logpdf
 from .nets import ACTIVATIONS, MLP
 from .numerics import sigmoid
@@ -47,7 +92,19 @@ def EPS(name, value, arguments):
 
 
 def Z(name, value, arguments):
+    """Layer 0, the latent ``decode`` takes: (..., z_dim)."""
     return _model_of(arguments).check_z(value, name=name)
+
+
+def LATENT(name, value, arguments):
+    """The full latent, every layer side by side: (..., eps_dim)."""
+    return _model_of(arguments).check_latent(value, name=name)
+
+
+def one_layer(purpose):
+    """Rule for a function's ``model``: a model with one stochastic layer, for ``purpose`` (what
+    needs a q given per point). Any other model is refused with a ValueError naming it."""
+    return lambda name, value, arguments: _model_of(arguments).check_one_layer(purpose)
 
 
 def LAMBDA(name, value, arguments):
@@ -70,9 +127,8 @@ class VAE:
     dtype: "float64" or "float32", end to end. fast: run on the kernels tier (default) or, with
     False, on the readable reference tier; both compute the same numbers.
 
-    The model protocol, shared with ``TwoLayerVAE``: ``init``, ``encode``, ``decode``,
-    ``log_weights``, ``draw_eps`` (ε of width ``eps_dim``), ``sample_prior``, ``sample``, and
-    ``layer_means`` (E_q of each stochastic layer, for active units).
+    It keeps the model protocol (see the module's docstring), shared with ``TwoLayerVAE``; its
+    one stochastic layer is z, so ``layer_dims`` is (z_dim,) and the full latent is z.
     """
 
     def __init__(self, x_dim, z_dim, hidden=(200, 200), likelihood="bernoulli",
@@ -99,9 +155,14 @@ class VAE:
             self.layout.add("decoder.log_std", (self.x_dim,))
 
     @property
+    def layer_dims(self):
+        """The stochastic layers' sizes, bottom (next to x) first: (z_dim,)."""
+        return (self.z_dim,)
+
+    @property
     def eps_dim(self):
-        """Columns of ε per sample: one standard normal per latent unit."""
-        return self.z_dim
+        """Columns of ε per sample: one standard normal per latent unit of every layer."""
+        return sum(self.layer_dims)
 
     # ------------------------------------------------------------------ configuration
 
@@ -207,9 +268,14 @@ class VAE:
             mean, log_std = getval(mean), getval(log_std)
         return self.log_joint(theta, x, z) - normal_logpdf(z, mean, log_std)
 
+    @checked(theta=THETA, x=X)
     def layer_means(self, theta, x):
         """E_q[z|x] of each stochastic layer, for active units: [(n, z_dim)]."""
         return [self.encode(theta, x)[0]]
+
+    def split_layers(self, z):
+        """The full latent (..., eps_dim) as a list of its layers: [z (..., z_dim)]."""
+        return [z]
 
     # ------------------------------------------------------------------ sampling
 
@@ -220,7 +286,8 @@ class VAE:
 
     @checked(rng=generator(), n=integer(minimum=1))
     def sample_prior(self, rng, n):
-        """z ~ p(z) = N(0, I): (n, z_dim), the latent that ``decode`` takes."""
+        """The top layer from its prior, here z ~ p(z) = N(0, I): (n, z_dim), the latent that
+        ``decode`` takes."""
         return rng.standard_normal((n, self.z_dim), dtype=self.dtype)
 
     @checked(theta=THETA, rng=generator(), n=integer(minimum=1))
@@ -269,6 +336,22 @@ class VAE:
         check_last_dim(name, z, self.z_dim, "the model's z_dim")
         return _in_dtype(z, self.dtype)
 
+    def check_latent(self, z, name="z"):
+        """The full latent must be (..., eps_dim), every layer side by side, and finite."""
+        z = check_array(name, z)
+        check_last_dim(name, z, self.eps_dim, f"every latent unit of {type(self).__name__}: "
+                       f"layers of {'+'.join(map(str, self.layer_dims))}")
+        return _in_dtype(z, self.dtype)
+
+    def check_one_layer(self, purpose):
+        """Refuse ``purpose`` (something that needs a q given per point) unless the model has one
+        stochastic layer; returns the model."""
+        if len(self.layer_dims) != 1:
+            raise ValueError(f"model: expected a model with one stochastic layer (a VAE) for "
+                             f"{purpose}, got a {type(self).__name__} with "
+                             f"{len(self.layer_dims)} stochastic layers")
+        return self
+
     def check_eps(self, eps, n):
         """ε must be (k, n, eps_dim) with k >= 1, finite."""
         eps = check_array("eps", eps, ndim=3)
@@ -285,7 +368,7 @@ class VAE:
         if not isinstance(lam, (tuple, list)) or len(lam) != 2:
             raise ValueError(f"{name}: expected a pair (mean, log_std), got {type(lam).__name__}")
         checked_parts = []
-        for part, value in zip(("mean", "log_std"), lam):
+        for part, value in zip(("mean", "log_std"), lam, strict=True):
             value = check_array(f"{name} {part}", value)
             if np.shape(getval(value)) != (n, self.z_dim):
                 raise ValueError(f"{name}: expected {part} of shape ({n}, {self.z_dim}), "

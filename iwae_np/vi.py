@@ -23,7 +23,7 @@ from autograd import value_and_grad
 from .bounds import BOUNDS
 from .checks import checked, integer, number, one_of, positive
 from .evaluate import expected_bound
-from .models import THETA, X
+from .models import THETA, X, one_layer
 from .optim import Adam
 
 
@@ -48,14 +48,16 @@ class LocalFit:
         return self.seconds / len(self.mean)
 
 
-@checked(theta=THETA, x=X, objective=one_of(*BOUNDS), k=integer(minimum=1),
+@checked(model=one_layer("classic VI (a q given per point)"), theta=THETA, x=X,
+         objective=one_of(*BOUNDS), k=integer(minimum=1),
          steps=integer(minimum=0), lr=positive(), seed=integer(minimum=0),
          final_lr_fraction=number(0, 1, low_open=True), eval_replicates=integer(minimum=1))
 def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, seed=0, init=None,
               final_lr_fraction=0.01, eval_replicates=200):
     """Classic VI: optimize λ_i = (mean_i, log_std_i) for every row x_i, the model fixed.
 
-    model, theta: the generative model (its decoder is used; the encoder is not).
+    model, theta: the generative model (its decoder is used; the encoder is not); one
+      stochastic layer only (a TwoLayerVAE is refused with a ValueError).
     x: (n, x_dim). objective: "elbo" or "iwae" (then k samples per step for L_k).
     steps, lr: Adam steps and initial step size; the step size decays geometrically to
       lr·final_lr_fraction so the noisy iterates settle. init: (mean, log_std), each (n, z_dim),

@@ -3,7 +3,7 @@
     demo      the main job: train a VAE and IWAEs (k = 5, 50), compare them, compare classic and
               amortized inference on held-out points, write figures
     train     train one model and write a checkpoint (resumable)
-    evaluate  test log p(x) at large k and active units of a checkpoint
+    evaluate  test log p(x) at large k and active units (per stochastic layer) of a checkpoint
     compare   classic vs amortized inference with a checkpoint's decoder
     gaps      approximation and amortization gaps on toys whose log p(x) is exact
     bench     speed of the training step, evaluation and inference, side by side with PyTorch
@@ -75,71 +75,66 @@ def _save(fig, out, name):
 
 
 def run_demo(args):
-    import numpy as np
-
+    """Load the data, run the experiments, print the tables, write the figures."""
     from . import experiments as ex
-    from . import plots
+    from . import tables
 
     started = time.perf_counter()
     epochs = args.epochs if args.epochs is not None else (30 if args.quick else 200)
-    data = _load_data(args)
-    if data.likelihood != "bernoulli":
-        raise ValueError(f"dataset: expected a binary image set for the demo (bars, digits, "
-                         f"mnist), got {args.dataset!r}")
-    n_eval = min(len(data.x_test), 100 if args.quick else 500)
-    x_eval = data.x_test[:n_eval]
-    os.makedirs(args.out, exist_ok=True)
-    print(f"iwae_np demo on {data.name}: {len(data.x_train)} training and {n_eval} held-out "
-          f"points, {data.x_dim} pixels; figures go to {os.path.abspath(args.out)}/")
+    data, x_eval = _demo_data(args)
 
     trained = ex.train_family(data, ks=(1, 5, 50), z_dim=args.z_dim, hidden=tuple(args.hidden),
                               epochs=epochs, lr=args.lr, seed=args.seed, progress=not args.quiet)
     rows = ex.evaluate_family(trained, x_eval, k_eval=args.k_eval, seed=args.seed,
                               progress=not args.quiet)
-    print(f"\nVAE vs IWAE, same architecture (x-{'-'.join(map(str, args.hidden))}-{args.z_dim}), "
-          f"{epochs} epochs, test points: {n_eval}")
-    for row in rows:
-        row["log_px_text"] = f"{row['log_px']:.2f} ± {row['log_px_se']:.2f}"
-        row["vs_first_text"] = f"{row['vs_first']:+.2f} ± {row['vs_first_se']:.2f}"
-    print(ex.format_table(rows, [("model", "model      ", ""),
-                                 ("log_px_text", f"test log p(x), k={args.k_eval}", ""),
-                                 ("vs_first_text", "vs VAE (paired)", ""),
-                                 ("elbo", "test ELBO", ".2f"),
-                                 ("active_units", "active units", "d"),
-                                 ("train_seconds", "train s", ".1f")]))
-
     vae_model, vae = trained[ex.family_label(1)]
     comparison = ex.classic_vs_amortized(vae_model, vae.theta, x_eval,
                                          steps=500 if args.quick else 1000, seed=args.seed)
-    print(f"\nClassic vs amortized inference for {n_eval} new points (the VAE's decoder):")
-    match = comparison["classic_seconds_to_match"]
-    print(ex.format_table([
-        {"method": "amortized (encoder)", "elbo": comparison["encoder_elbo"],
-         "ms": 1e3 * comparison["encoder_seconds_per_point"]},
-        {"method": f"classic VI ({comparison['classic_steps']} steps)",
-         "elbo": comparison["classic_elbo"], "ms": 1e3 * comparison["classic_seconds_per_point"]},
-        {"method": "classic VI, to match encoder", "elbo": comparison["encoder_elbo"],
-         "ms": None if match is None else 1e3 * match},
-    ], [("method", "method                      ", ""), ("elbo", "mean ELBO", ".2f"),
-        ("ms", "ms per point", ".4f")]))
-    print(f"gap ELBO[classic] − ELBO[encoder]: {comparison['gap']:+.2f} nats per point")
-
     ks = [1, 2, 5, 10, 50, 200, 1000]
     curves = ex.bound_curves(trained, x_eval, ks, seed=args.seed)
-    written = [
-        _save(plots.training_curves({label: r.history for label, (_, r) in trained.items()}),
-              args.out, "training_curves.png"),
-        _save(plots.bound_vs_k(ks, curves), args.out, "bound_vs_k.png"),
-        _save(plots.image_grid({label: m.sample(r.theta, np.random.default_rng(args.seed), 10)[0]
-                                for label, (m, r) in trained.items()} | {"data": x_eval[:10]},
-                               data.image_shape, "samples from each model"),
-              args.out, "samples.png"),
-        _save(plots.classic_vs_amortized(*comparison["per_point"]), args.out,
-              "classic_vs_amortized.png"),
-    ]
+
+    print(f"\nVAE vs IWAE, same architecture (x-{'-'.join(map(str, args.hidden))}-{args.z_dim}), "
+          f"{epochs} epochs, test points: {len(x_eval)}")
+    print(tables.family_table(rows, args.k_eval))
+    print(f"\nClassic vs amortized inference for {len(x_eval)} new points (the VAE's decoder):")
+    print(tables.classic_vs_amortized_table(comparison))
+
+    written = _demo_figures(args, data, x_eval, trained, comparison, ks, curves)
     print("\nfigures:\n  " + "\n  ".join(written))
     print(f"demo finished in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _demo_data(args):
+    """The demo's data set and held-out points, announced in one line."""
+    data = _load_data(args)
+    if data.likelihood != "bernoulli":
+        raise ValueError(f"dataset: expected a binary image set for the demo (bars, digits, "
+                         f"mnist), got {args.dataset!r}")
+    n_eval = min(len(data.x_test), 100 if args.quick else 500)
+    os.makedirs(args.out, exist_ok=True)
+    print(f"iwae_np demo on {data.name}: {len(data.x_train)} training and {n_eval} held-out "
+          f"points, {data.x_dim} pixels; figures go to {os.path.abspath(args.out)}/")
+    return data, data.x_test[:n_eval]
+
+
+def _demo_figures(args, data, x_eval, trained, comparison, ks, curves):
+    """Write the demo's four figures to ``args.out``; -> their paths."""
+    import numpy as np
+
+    from . import plots
+
+    histories = {label: result.history for label, (_, result) in trained.items()}
+    samples = {label: model.sample(result.theta, np.random.default_rng(args.seed), 10)[0]
+               for label, (model, result) in trained.items()}
+    return [
+        _save(plots.training_curves(histories), args.out, "training_curves.png"),
+        _save(plots.bound_vs_k(ks, curves), args.out, "bound_vs_k.png"),
+        _save(plots.image_grid(samples | {"data": x_eval[:10]}, data.image_shape,
+                               "samples from each model"), args.out, "samples.png"),
+        _save(plots.classic_vs_amortized(*comparison["per_point"]), args.out,
+              "classic_vs_amortized.png"),
+    ]
 
 
 # ------------------------------------------------------------------ train / evaluate / compare
@@ -165,34 +160,36 @@ def run_train(args):
 
 def run_evaluate(args):
     from ..checkpoint import load_model
-    from ..evaluate import active_units, log_marginal
+    from ..evaluate import log_marginal
+    from .experiments import layer_active_units
+    from .tables import active_units_text
 
     model, theta, metadata = load_model(args.checkpoint)
     data = _load_data(args)
     x = data.x_test[: args.points]
     log_px = log_marginal(model, theta, x, k=args.k, seed=args.seed, progress=not args.quiet)
-    units, _ = active_units(model, theta, x)
+    units = active_units_text(layer_active_units(model, theta, x))
     print(f"{model}\ncheckpoint epoch {metadata['epoch']}; {len(x)} test points of {data.name}")
-    print(f"test log p(x) (k={args.k}): {log_px.mean():.3f}   active units: {units}/{model.z_dim}")
+    print(f"test log p(x) (k={args.k}): {log_px.mean():.3f}   active units: {units}")
     return 0
 
 
 def run_compare(args):
-    from . import experiments as ex
     from ..checkpoint import load_model
+    from . import experiments as ex
+    from . import tables
 
     model, theta, _ = load_model(args.checkpoint)
     data = _load_data(args)
     result = ex.classic_vs_amortized(model, theta, data.x_test[: args.points], steps=args.steps,
                                      seed=args.seed)
-    result.pop("per_point")
-    for key, value in result.items():
-        print(f"{key:>28}: {value}")
+    print(tables.comparison_lines(result))
     return 0
 
 
 def run_gaps(args):
     from . import experiments as ex
+    from . import tables
 
     rows = [ex.toy_gaps(name, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
             for name in args.toys]
@@ -202,11 +199,7 @@ def run_gaps(args):
         rows.append(ex.trained_model_gaps(bars(n=1000, seed=args.seed), seed=args.seed))
     print("Inference gaps: toys with exact log p(x) (encoder trained for the true decoder)"
           + ("; a trained VAE with log p(x) estimated at k=5000" if args.trained else "") + ":")
-    print(ex.format_table(rows, [("toy", "model" + " " * 28, ""), ("log_px", "log p(x)", ".3f"),
-                                 ("local_elbo", "ELBO[q*]", ".3f"),
-                                 ("encoder_elbo", "ELBO[encoder]", ".3f"),
-                                 ("approximation_gap", "approximation gap", ".3f"),
-                                 ("amortization_gap", "amortization gap", ".3f")]))
+    print(tables.gaps_table(rows))
     return 0
 
 
@@ -266,7 +259,8 @@ def build_parser():
     common(demo)
     architecture(demo)
     demo.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    demo.add_argument("--epochs", type=_int_at_least(0), help="epochs (default 200; 30 with --quick)")
+    demo.add_argument("--epochs", type=_int_at_least(0),
+                      help="epochs (default 200; 30 with --quick)")
     demo.add_argument("--k-eval", type=_int_at_least(1), default=5000,
                       help="samples for test log p(x) (default 5000)")
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"figure folder (default {DEFAULT_OUT})")
@@ -286,17 +280,21 @@ def build_parser():
 
     bench = commands.add_parser("bench", help="speed, side by side with PyTorch if installed")
     bench.add_argument("--repeats", type=_int_at_least(1), default=15, help="timings per round")
-    bench.add_argument("--rounds", type=_int_at_least(1), default=3, help="alternations per workload")
+    bench.add_argument("--rounds", type=_int_at_least(1), default=3,
+                       help="alternations per workload")
     bench.add_argument("--quick", action="store_true", help="fewer points for W3")
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    bench.add_argument("--threads", type=_int_at_least(1), help="threads per side (default: all cores)")
+    bench.add_argument("--threads", type=_int_at_least(1),
+                       help="threads per side (default: all cores)")
     bench.add_argument("--json", help="also write the results to this file")
     bench.set_defaults(run=run_bench)
 
-    assignments = commands.add_parser("assignments", help="release student copies, grade submissions")
+    assignments = commands.add_parser("assignments",
+                                      help="release student copies, grade submissions")
     actions = assignments.add_subparsers(dest="action", metavar="action", parser_class=_Parser,
                                          required=True)
-    release = actions.add_parser("release", help="student copies: solutions and hidden tests removed")
+    release = actions.add_parser("release",
+                                 help="student copies: solutions and hidden tests removed")
     release.add_argument("source", help="folder of assignment notebooks (e.g. lessons/assignments)")
     release.add_argument("out", help="folder to write the student copies to")
     grade = actions.add_parser("grade", help="run a submitted notebook and score its graded cells")
@@ -309,7 +307,8 @@ def build_parser():
     assignments.set_defaults(run=run_assignments)
 
     gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
-    gaps.add_argument("--toys", nargs="+", choices=("banana", "linear"), default=["linear", "banana"])
+    gaps.add_argument("--toys", nargs="+", choices=("banana", "linear"),
+                      default=["linear", "banana"])
     gaps.add_argument("--epochs", type=_int_at_least(0), default=200)
     gaps.add_argument("--no-trained", dest="trained", action="store_false",
                       help="skip the trained VAE on bars (log p(x) estimated with k=5000)")

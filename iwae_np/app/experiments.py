@@ -2,7 +2,7 @@
 
 1. ``train_family``: a VAE (ELBO, k = 1) and IWAEs (k = 5, 50) with the same architecture,
    initialization, data and number of epochs (Burda et al.'s comparison).
-2. ``evaluate_family``: test log p(x) at k = 5000, active units, training time.
+2. ``evaluate_family``: test log p(x) at k = 5000, active units per layer, training time.
 3. ``classic_vs_amortized``: for held-out points, the encoder (one forward pass) against classic
    VI (an optimization per point) on the same decoder: each method's ELBO, the gap, and the
    seconds per point, including how long classic VI needs to match the encoder.
@@ -16,6 +16,7 @@ from ..evaluate import active_units, expected_bound, log_marginal
 from ..models import VAE
 from ..train import train
 from ..vi import fit_local
+from .tables import format_table  # noqa: F401  (kept here too: lessons 05 and 09 call it)
 
 
 def family_label(k):
@@ -38,22 +39,31 @@ def train_family(data, ks=(1, 5, 50), z_dim=10, hidden=(64, 64), epochs=20, batc
     return trained
 
 
+def layer_active_units(model, theta, x, threshold=0.01):
+    """Active units of every stochastic layer, each with its layer's size: [(count, size)],
+    bottom layer first (one pair for a VAE, two for a TwoLayerVAE)."""
+    return [(active_units(model, theta, x, threshold, layer=layer)[0], size)
+            for layer, size in enumerate(model.layer_dims)]
+
+
 def evaluate_family(trained, x_test, k_eval=5000, seed=0, progress=True):
     """-> list of rows: label, test log p(x) (mean and standard error, k = k_eval), its paired
-    difference from the first model (with standard error), test ELBO, active units, training
-    seconds."""
+    difference from the first model (with standard error), test ELBO, active units (of the first
+    layer, and ``layer_units``: (count, size) per layer), training seconds."""
     rows, first = [], None
     for label, (model, result) in trained.items():
         log_px = log_marginal(model, result.theta, x_test, k=k_eval, seed=seed, progress=progress)
         elbo = expected_bound(model, result.theta, x_test, "elbo", 1, replicates=100, seed=seed)
-        units, _ = active_units(model, result.theta, x_test)
+        layer_units = layer_active_units(model, result.theta, x_test)
         first = log_px if first is None else first
         # the models see the same test points, so differences get a paired standard error
         difference = log_px - first
         rows.append({"model": label, "log_px": float(log_px.mean()),
                      "log_px_se": _standard_error(log_px), "elbo": float(elbo.mean()),
-                     "vs_first": float(difference.mean()), "vs_first_se": _standard_error(difference),
-                     "active_units": units, "z_dim": model.z_dim, "train_seconds": result.seconds})
+                     "vs_first": float(difference.mean()),
+                     "vs_first_se": _standard_error(difference),
+                     "active_units": layer_units[0][0], "layer_units": layer_units,
+                     "z_dim": model.z_dim, "train_seconds": result.seconds})
     return rows
 
 
@@ -74,9 +84,9 @@ def classic_vs_amortized(model, theta, x, steps=500, lr=0.05, seed=0, replicates
     """Classic VI against the encoder on held-out points x, with the same decoder.
 
     Returns a dict with, per method, the mean ELBO and the seconds per point; the mean gap
-    ELBO[q*] − ELBO[q_encoder] (classic VI from the prior, so it competes with the encoder rather than
-    refining it); and the seconds per point classic VI needed to first match the encoder's mean
-    ELBO (None if it never did).
+    ELBO[q*] − ELBO[q_encoder] (classic VI from the prior, so it competes with the encoder
+    rather than refining it); and the seconds per point classic VI needed to first match the
+    encoder's mean ELBO (None if it never did). One-layer models only (classic VI).
     """
     encoder_elbo = expected_bound(model, theta, x, "elbo", 1, replicates=replicates, seed=seed)
     encoder_seconds = _seconds_per_point_encoder(model, theta, x)
@@ -136,7 +146,8 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
     log_px = (log_marginal_quadrature(toy.model, toy.theta, x_test) if name == "banana"
               else toy.log_marginal(x_test))
     gaps = inference_gaps(model, theta, x_test, log_px, seed=seed)
-    return {"toy": name, "points": len(x_test), **{key: float(np.mean(value)) for key, value in gaps.items()}}
+    return {"toy": name, "points": len(x_test),
+            **{key: float(np.mean(value)) for key, value in gaps.items()}}
 
 
 def trained_model_gaps(data, epochs=50, z_dim=5, hidden=(32,), k_eval=5000, points=100, seed=0):
@@ -170,29 +181,20 @@ def semi_amortized_comparison(data, epochs=30, steps=5, refine_lr=0.1, z_dim=5, 
     for label, objective in (("VAE", "elbo"), ("SA-VAE", sa_elbo(steps, refine_lr)),
                              ("SVI", svi(steps, refine_lr))):
         model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
-        result = train(model, model.init(seed=seed, x=data.x_train), data, objective=objective, k=1,
-                       epochs=epochs, lr=3e-3, seed=seed, progress=progress)
+        result = train(model, model.init(seed=seed, x=data.x_train), data, objective=objective,
+                       k=1, epochs=epochs, lr=3e-3, seed=seed, progress=progress)
         x = data.x_test
         from_encoder = label != "SVI"
         eps = np.random.default_rng(seed).standard_normal((steps, 1, len(x), z_dim))
         lam = refine(model, result.theta, x, eps, refine_lr, from_encoder=from_encoder)
         refined = (lam[:, :z_dim], lam[:, z_dim:])
-        encoder = (None if not from_encoder else
-                   float(np.mean(expected_bound(model, result.theta, x, "elbo", 1, replicates=200, seed=seed))))
+        encoder = (None if not from_encoder else float(np.mean(expected_bound(
+            model, result.theta, x, "elbo", 1, replicates=200, seed=seed))))
+        refined_elbo = expected_bound(model, result.theta, x, "elbo", 1, replicates=200,
+                                      seed=seed, lam=refined)
+        log_px = log_marginal(model, result.theta, x, k=k_eval, seed=seed, lam=refined)
         rows.append({"model": label, "encoder_elbo": encoder,
-                     "refined_elbo": float(np.mean(expected_bound(model, result.theta, x, "elbo", 1,
-                                                                  replicates=200, seed=seed, lam=refined))),
-                     "log_px": float(np.mean(log_marginal(model, result.theta, x, k=k_eval, seed=seed,
-                                                          lam=refined))),
-                     "train_seconds": result.seconds})
+                     "refined_elbo": float(np.mean(refined_elbo)),
+                     "log_px": float(np.mean(log_px)), "train_seconds": result.seconds})
     return rows
 
-
-def format_table(rows, columns):
-    """Plain-text table. columns: [(key, header, format)]."""
-    header = " | ".join(h for _, h, _ in columns)
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(" | ".join(("n/a" if row[key] is None else format(row[key], fmt)).rjust(len(h))
-                                for key, h, fmt in columns))
-    return "\n".join(lines)
