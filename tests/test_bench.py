@@ -14,7 +14,7 @@ from iwae_np.bench import runner as bench
 @pytest.mark.slow
 def test_bench_runs_and_reports_every_workload():
     lines = []
-    rows = bench.run(
+    result = bench.run(
         repeats=1,
         rounds=1,
         quick=True,
@@ -22,16 +22,29 @@ def test_bench_runs_and_reports_every_workload():
         settle=0.0,
         out=lines.append,
     )
+    rows = result["rows"]
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
+    assert lines[0].startswith("machine: ")
     assert [r["workload"] for r in rows] == ["W1"] * 6 + ["W2", "W3", "W3", "W4"]
     for row in rows:
         if row["workload"] in ("W1", "W2"):
             assert row["numpy_ms"] > 0 and row["gemm_floor_ms"] > 0
+            assert row["numpy_trainer_ms"] > 0
             assert np.isfinite(row["numpy_value"])
             if "torch_ms" in row:
                 assert row["same_value"], row
         if row["workload"] == "W3":
             assert row["peak_mb"] < 300
     assert len(lines) >= len(rows)
+    table = bench.markdown_table(result)  # the README's table is rendered from this JSON
+    assert table.count("\n| W") == len(rows)
+
+
+def test_a_loaded_machine_is_flagged(monkeypatch):
+    lines = []
+    bench._warn_if_loaded(3.5, 2, lines.append)
+    bench._warn_if_loaded(1.2, 2, lines.append)
+    assert len(lines) == 1 and lines[0].startswith("WARNING: the machine is loaded")
 
 
 @pytest.mark.slow

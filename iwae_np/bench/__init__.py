@@ -1,6 +1,6 @@
 """``python -m iwae_np bench``: speed side by side with PyTorch, in alternating worker processes
 (see ``runner``)."""
 
-from .runner import run, torch_available
+from .runner import machine, markdown_table, run, torch_available
 
-__all__ = ["run", "torch_available"]
+__all__ = ["machine", "markdown_table", "run", "torch_available"]

@@ -9,15 +9,25 @@ tanh, Bernoulli likelihood, on random binary data):
         peak memory
     W4  inference for new points: classic VI (100 Adam steps) vs the encoder, seconds per point
 
-How it measures: each side runs in its own worker process, and the two take turns, one round
+iwae_np is timed two ways, both without any process-level switch:
+- the notebook path: ``autograd.value_and_grad`` of ``iwae_bound(model.log_weights(θ, x, ε))``,
+  exactly as the README's usage writes it;
+- the trainer path: one ``train.make_step`` step (gradient, checks, Adam update), as ``train``
+  runs it.
+The peer is the fastest idiomatic PyTorch a practitioner would write: ``F.linear`` layers, the
+Bernoulli log-likelihood as x·ℓ − softplus(ℓ), ``torch.logsumexp``, and (for the trainer path)
+``torch.optim.Adam``. Its allocator setting is chosen by measurement: before the timings, torch
+runs a calibration with and without the malloc switch (``app.runtime.tune_malloc``) and keeps the
+faster.
+
+How it measures: each side runs in its own worker process, and the sides take turns, one round
 of repeats at a time, after a pause that lets the other side's thread pool go to sleep. In one
 process, OpenBLAS's and torch's thread pools keep spinning after their work and slow whichever
-library runs next (docs/design.md §9). Both use the same number of threads. Both run with
-``runtime.tune_malloc()``: torch's CPU allocator also gets its memory from glibc. Without the
-switch, torch's time for the same step varied from 27 to 41 ms within one process, depending on
-what it had allocated before. Each timing is the median over all repeats; the ratio is numpy's
-median over torch's. Before any timing counts, both sides compute the loss from the same θ, x and
-ε, and the table flags any disagreement.
+library runs next (docs/design.md §9). Both use the same number of threads. Each timing is the
+median over all repeats; a ratio is iwae_np's median over torch's. Before any timing counts, both
+sides compute the loss from the same θ, x and ε, and the table flags any disagreement. The run
+records the CPU, the core count, the date and the load average, and warns when the machine was
+loaded (load average above the core count): a table is never to be taken from such a run.
 
 The "GEMM floor" is the time of the step's matrix products alone (forward and backward, same
 shapes), done with NumPy: no implementation of the step can be faster.
@@ -62,12 +72,14 @@ def _setup(config, seed=0):
 
 
 class _Side:
-    """Prepares each workload once (``prepare``), then times it on request."""
+    """Prepares each workload once (``prepare``), then times it on request.
+    malloc: turn on the allocator switch in this worker process (torch's calibration only)."""
 
-    def __init__(self):
-        from ..app.runtime import tune_malloc
+    def __init__(self, malloc=False):
+        if malloc:
+            from ..app.runtime import tune_malloc
 
-        tune_malloc()  # both sides run with the same allocator settings
+            tune_malloc()
         self.cache = {}
 
     def run(self, workload, config, repeats):
@@ -80,6 +92,9 @@ class _Side:
         return self.measure(workload, config, fn, repeats)
 
     def measure(self, workload, config, fn, repeats):
+        if isinstance(fn, dict):  # a gradient step, on the notebook and the trainer path
+            return {"times": _times(fn["notebook"], repeats), "value": fn["notebook"](),
+                    "trainer_times": _times(fn["trainer"], repeats)}
         return {"times": _times(fn, repeats), "value": fn()}
 
 
@@ -92,11 +107,18 @@ class NumpySide(_Side):
         from .. import evaluate, vi
         from ..bounds import BOUNDS
 
+        from ..optim import Adam
+        from ..train import Bound, make_step
+
         model, theta, x, eps = _setup(config)
         if workload in ("W1", "W2"):
-            bound = BOUNDS["iwae" if config["k"] > 1 else "elbo"]
-            step = autograd.value_and_grad(lambda t: -anp.mean(bound(model.log_weights(t, x, eps))))
-            return lambda: float(step(theta)[0])
+            name = "iwae" if config["k"] > 1 else "elbo"
+            bound = BOUNDS[name]
+            notebook = autograd.value_and_grad(
+                lambda t: anp.mean(bound(model.log_weights(t, x, eps))))
+            trainer = make_step(model, Bound(name), Adam(1e-3))
+            return {"notebook": lambda: float(notebook(theta)[0]),
+                    "trainer": lambda: trainer(theta, x, eps)[1]}
         if workload == "W3":
             return lambda: float(np.mean(evaluate.log_marginal(model, theta, x, k=config["k"])))
         classic = lambda: vi.fit_local(model, theta, x, steps=config["steps"], eval_replicates=1)
@@ -109,7 +131,9 @@ class NumpySide(_Side):
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             return {"times": _times(fn, repeats), "value": value, "peak_mb": peak / 1e6}
-        return {"times": _times(fn, repeats), "value": fn(), "gemm_floor": _times(_gemm_floor(config), repeats)}
+        return {"times": _times(fn["notebook"], repeats), "value": fn["notebook"](),
+                "trainer_times": _times(fn["trainer"], repeats),
+                "gemm_floor": _times(_gemm_floor(config), repeats)}
 
 
 def _times(fn, repeats, warmup=2):
@@ -146,10 +170,10 @@ def _gemm_floor(config):
 
 
 class TorchSide(_Side):
-    def __init__(self, threads):
+    def __init__(self, threads, malloc=False):
         import torch
 
-        super().__init__()
+        super().__init__(malloc)
         torch.set_num_threads(threads)
         self.torch = torch
 
@@ -157,13 +181,16 @@ class TorchSide(_Side):
         torch = self.torch
         model, theta, x, eps = _setup(config)
         dtype = getattr(torch, config["dtype"])
-        blocks = {name: torch.tensor(value, dtype=dtype, requires_grad=True)
+        # nn.Linear's layout: weight (out, in), so each layer is F.linear (one addmm)
+        blocks = {name: torch.tensor(value.T.copy() if name.endswith(".W") else value,
+                                     dtype=dtype, requires_grad=True)
                   for name, value in model.layout.unflatten(theta).items()}
         return model, blocks, torch.tensor(x, dtype=dtype), torch.tensor(eps, dtype=dtype)
 
     def _mlp(self, blocks, prefix, layers, h):
+        linear = self.torch.nn.functional.linear
         for i in range(layers):
-            h = h @ blocks[f"{prefix}.{i}.W"] + blocks[f"{prefix}.{i}.b"]
+            h = linear(h, blocks[f"{prefix}.{i}.W"], blocks[f"{prefix}.{i}.b"])
             if i < layers - 1:
                 h = self.torch.tanh(h)
         return h
@@ -174,8 +201,7 @@ class TorchSide(_Side):
         mean, log_std = h[:, :z_dim], h[:, z_dim:]
         z = mean + torch.exp(log_std) * eps
         logits = self._mlp(blocks, "decoder", model.decoder.n_layers, z)
-        log_lik = -torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_lik = (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
         half_log_2pi = 0.5 * math.log(2 * math.pi)
         log_prior = (-0.5 * z * z - half_log_2pi).sum(-1)
         log_q = (-0.5 * eps * eps - half_log_2pi - log_std).sum(-1)
@@ -187,14 +213,22 @@ class TorchSide(_Side):
         params = list(blocks.values())
         k = config.get("k", 1)
         if workload in ("W1", "W2"):
-            def step():
+            optimizer = torch.optim.Adam(params, lr=1e-3)
+
+            def notebook():
                 for p in params:
                     p.grad = None
                 log_w = self._log_weights(model, blocks, x, eps)
-                loss = -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
-                loss.backward()
-                return float(loss.detach())
-            return step
+                bound = (torch.logsumexp(log_w, 0) - math.log(k)).mean()
+                (-bound).backward()
+                return float(bound.detach())
+
+            def trainer():  # the same step plus the optimizer's update, as a training loop runs
+                value = notebook()
+                optimizer.step()
+                return value
+
+            return {"notebook": notebook, "trainer": trainer}
         if workload == "W3":
             def log_marginal():
                 with torch.no_grad():
@@ -221,8 +255,7 @@ class TorchSide(_Side):
                 e = torch.randn(1, config["n"], model.z_dim, dtype=x.dtype)
                 z = mean + torch.exp(log_std) * e
                 logits = self._mlp(blocks, "decoder", decoder_layers, z)
-                log_lik = -torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, x.expand_as(logits), reduction="none").sum(-1)
+                log_lik = (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
                 elbo = log_lik + (-0.5 * z * z).sum(-1) + (0.5 * e * e + log_std).sum(-1)
                 (-elbo.sum()).backward()
                 optimizer.step()
@@ -233,9 +266,9 @@ class TorchSide(_Side):
         return {"classic": classic, "amortized": amortized}
 
 
-def worker(side, threads):
+def worker(side, threads, malloc=False):
     """A worker process: reads one JSON request per line, answers one JSON line each."""
-    runner = NumpySide() if side == "numpy" else TorchSide(threads)
+    runner = NumpySide() if side == "numpy" else TorchSide(threads, malloc)
     for line in sys.stdin:
         request = json.loads(line)
         result = runner.run(request["workload"], request["config"], request["repeats"])
@@ -246,12 +279,13 @@ def worker(side, threads):
 
 
 class _Worker:
-    def __init__(self, side, threads):
+    def __init__(self, side, threads, malloc=False):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "iwae_np.bench.runner", "--worker", side, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        command = [sys.executable, "-m", "iwae_np.bench.runner", "--worker", side,
+                   "--threads", str(threads)] + (["--malloc"] if malloc else [])
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=env)
 
     def ask(self, workload, config, repeats):
         self.process.stdin.write(json.dumps({"workload": workload, "config": config,
@@ -276,18 +310,78 @@ def torch_available():
         return False
 
 
+def machine():
+    """What the numbers were measured on: CPU model, cores, date, load average, libraries."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    versions = {"numpy": np.__version__}
+    for name in ("autograd", "torch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            pass
+    return {"cpu": model, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load_average": _load_average(), "versions": versions}
+
+
+def _load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def _calibrate_torch(threads, repeats, settle, out):
+    """Torch's allocator setting, by measurement: the W1 k=5 and W2 steps with and without the
+    malloc switch, alternating; the faster total of medians wins."""
+    configs = [("W1", {"k": 5, "n": 20, "dtype": "float64"}),
+               ("W2", {"k": 1, "n": 100, "dtype": "float64"})]
+    totals = {}
+    for malloc in (False, True):
+        process = _Worker("torch", threads, malloc)
+        try:
+            totals[malloc] = 0.0
+            for workload, config in configs:
+                time.sleep(settle)
+                result = process.ask(workload, config, repeats)
+                totals[malloc] += float(np.median(result["times"]))
+        finally:
+            process.close()
+    best = min(totals, key=totals.get)
+    out(f"torch allocator calibration: malloc switch off {1e3 * totals[False]:.2f} ms, on "
+        f"{1e3 * totals[True]:.2f} ms (W1 k=5 + W2 medians): keeping it {'on' if best else 'off'}")
+    return best, {"off_ms": 1e3 * totals[False], "on_ms": 1e3 * totals[True]}
+
+
 def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=0.5, out=print):
-    """Run every workload on both sides, alternating; return the rows and print a table.
+    """Run every workload on both sides, alternating; print a table and return
+    {"machine": …, "settings": …, "rows": [one dict per workload]}.
 
     settle: seconds to wait before each turn. After its work, a thread pool keeps its threads
     spinning for a while (OpenBLAS's thread timeout, OpenMP's spin count); on 2 cores those
     spinning threads would steal time from the other side's first repeats."""
     threads = threads or os.cpu_count() or 1
+    info = machine()
+    out(f"machine: {info['cpu']}, {info['cores']} cores, {info['date']}, load average "
+        f"{info['load_average']}")
+    _warn_if_loaded(info["load_average"], info["cores"], out)
+    settings = {"repeats": repeats, "rounds": rounds, "threads": threads, "settle": settle,
+                "quick": quick}
+    use_torch = use_torch and torch_available()
+    if not use_torch:
+        out("PyTorch is not installed or not asked for: iwae_np side only "
+            "(pip install torch==2.13.0 for the reference)")
+    else:
+        settings["torch_malloc"], settings["torch_calibration"] = _calibrate_torch(
+            threads, repeats, settle, out)
     sides = {"numpy": _Worker("numpy", threads)}
-    if use_torch and torch_available():
-        sides["torch"] = _Worker("torch", threads)
-    elif use_torch:
-        out("PyTorch is not installed: numpy side only (pip install torch==2.13.0 for the reference)")
+    if use_torch:
+        sides["torch"] = _Worker("torch", threads, settings["torch_malloc"])
     out(f"threads per side: {threads}; rounds: {rounds}; repeats per round: {repeats}; "
         f"{settle} s settle before each turn")
     rows = []
@@ -304,7 +398,15 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
     finally:
         for process in sides.values():
             process.close()
-    return rows
+    info["load_average_after"] = _load_average()
+    _warn_if_loaded(info["load_average_after"], info["cores"], out)
+    return {"machine": info, "settings": settings, "rows": rows}
+
+
+def _warn_if_loaded(load, cores, out):
+    if load is not None and cores and load > cores:
+        out(f"WARNING: the machine is loaded (load average {load} > {cores} cores): these "
+            f"timings are not a fair measurement; do not take a table from this run")
 
 
 def _merge(results, key):
@@ -320,10 +422,16 @@ def _summarize(workload, config, collected):
             continue
         row[f"{side}_ms"] = 1e3 * float(np.median(_merge(results, "times")))
         row[f"{side}_value"] = results[0]["value"]
+        if "trainer_times" in results[0]:
+            row[f"{side}_trainer_ms"] = 1e3 * float(np.median(_merge(results, "trainer_times")))
         if "gemm_floor" in results[0]:
             row["gemm_floor_ms"] = 1e3 * float(np.median(_merge(results, "gemm_floor")))
         if "peak_mb" in results[0]:
             row["peak_mb"] = results[0]["peak_mb"]
+    if "numpy_trainer_ms" in row:
+        row["notebook_over_trainer"] = row["numpy_ms"] / row["numpy_trainer_ms"]
+    if "torch_trainer_ms" in row:
+        row["trainer_ratio"] = row["numpy_trainer_ms"] / row["torch_trainer_ms"]
     if "torch_ms" in row:
         row["ratio"] = row["numpy_ms"] / row["torch_ms"]
         if workload in ("W1", "W2"):  # the same θ, x, ε: the same loss, or the timing is moot
@@ -347,13 +455,17 @@ def _format_row(row):
                      f"{1e3 * row['torch_amortized_ms_per_point']:.2f} µs/point")
         return text
     label = (f"{row['workload']} k={c['k']:<4} n={c['n']:<3} {c['dtype']}")
-    text = f"{label}: numpy {row['numpy_ms']:8.2f} ms"
+    text = f"{label}: iwae_np {row['numpy_ms']:8.2f} ms"
+    if "numpy_trainer_ms" in row:
+        text += f" (trainer path {row['numpy_trainer_ms']:8.2f} ms)"
     if "gemm_floor_ms" in row:
         text += f" (GEMM floor {row['gemm_floor_ms']:6.2f} ms)"
     if "peak_mb" in row:
         text += f", peak {row['peak_mb']:.0f} MB"
     if "torch_ms" in row:
         text += f" | torch {row['torch_ms']:8.2f} ms | ratio {row['ratio']:.2f}"
+        if "trainer_ratio" in row:
+            text += f" (trainer {row['trainer_ratio']:.2f})"
         if "same_value" in row:
             text += "" if row["same_value"] else "  (LOSS DIFFERS: not the same computation)"
     return text
@@ -365,5 +477,44 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker", choices=("numpy", "torch"), required=True)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--malloc", action="store_true")
     arguments = parser.parse_args()
-    worker(arguments.worker, arguments.threads)
+    worker(arguments.worker, arguments.threads, arguments.malloc)
+
+
+def markdown_table(result):
+    """The README's speed table, written from one run's JSON (``bench --json``)."""
+    m = result["machine"]
+    lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores (load average "
+             f"{m['load_average']} before, {m.get('load_average_after')} after); "
+             f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.", "",
+             "| workload | iwae_np, notebook path | iwae_np, trainer path | GEMM floor | "
+             "PyTorch eager (trainer) | ratio (trainer) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in result["rows"]:
+        c = row["config"]
+        if row["workload"] == "W4":
+            classic = f"{row['numpy_classic_ms_per_point']:.3f} ms/point"
+            torch_side = (f"{row['torch_classic_ms_per_point']:.3f} ms/point"
+                          if "torch_classic_ms_per_point" in row else "")
+            ratio = f"{row['classic_ratio']:.2f}" if "classic_ratio" in row else ""
+            lines.append(f"| W4 classic VI, {c['steps']} steps, per new point | {classic} | | | "
+                         f"{torch_side} | {ratio} |")
+            continue
+        name = {"W1": "IWAE step", "W2": "VAE step", "W3": "log p(x)"}[row["workload"]]
+        label = (f"{row['workload']} {name}, k={c['k']}, n={c['n']}, {c['dtype']}")
+        unit, scale = ("s", 1e-3) if row["workload"] == "W3" else ("ms", 1.0)
+        notebook = f"{scale * row['numpy_ms']:.2f} {unit}"
+        trainer = (f"{row['numpy_trainer_ms']:.2f} ms" if "numpy_trainer_ms" in row else "")
+        floor = f"{row['gemm_floor_ms']:.2f} ms" if "gemm_floor_ms" in row else ""
+        if "torch_ms" in row:
+            torch_side = f"{scale * row['torch_ms']:.2f} {unit}"
+            if "torch_trainer_ms" in row:
+                torch_side += f" ({row['torch_trainer_ms']:.2f} ms)"
+            ratio = f"{row['ratio']:.2f}"
+            if "trainer_ratio" in row:
+                ratio += f" ({row['trainer_ratio']:.2f})"
+        else:
+            torch_side = ratio = ""
+        lines.append(f"| {label} | {notebook} | {trainer} | {floor} | {torch_side} | {ratio} |")
+    return "\n".join(lines)
