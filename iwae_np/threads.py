@@ -8,7 +8,9 @@ training step was measured 19× slower with two threads than with one (docs/desi
 So the package's long loops (``train``, ``fit_local``, ``log_marginal``, ``expected_bound``) run
 inside ``adaptive()``: every ``interval`` seconds it estimates how many cores *other* processes
 are using, from the machine's busy time (``/proc/stat``) minus this process's own CPU time, and
-gives BLAS the cores that are left, at least one. Nothing changes outside those loops, and
+gives BLAS the cores that are left, at least one, and never more than the limit in force when
+the loop started (so ``threadpoolctl.threadpool_limits(1)`` around a call pins it to one thread:
+bit-for-bit results need a fixed thread count). Nothing changes outside those loops, and
 importing the package changes no setting. Where the busy time cannot be read (not Linux), the
 thread count is left alone.
 """
@@ -79,6 +81,12 @@ class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
         self._decided_at = 0.0
 
     def __enter__(self):
+        # Never more threads than the caller allows: a limit set outside (threadpoolctl, or
+        # OPENBLAS_NUM_THREADS) is kept, so a run pinned to one thread stays reproducible.
+        allowed = [pool["num_threads"] for pool in _controller().info()
+                   if pool["user_api"] == "blas"]
+        if allowed:
+            self.cores = max(1, min(self.cores, min(allowed)))
         self._decide()
         return self
 

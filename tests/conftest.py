@@ -10,13 +10,29 @@ closed form,
 computed with numpy/scipy directly, independent of the package's densities.
 
 ``assert_normal_sample``: checks that draws have a known normal distribution's mean and spread.
+
+Every test runs with one BLAS thread (``one_blas_thread``, autouse): bit-for-bit assertions need a
+fixed thread count, since a matrix product split over two threads rounds differently, and the
+trainer adapts its thread count to the machine's load (iwae_np/threads.py). Tests marked
+``blas_threads`` run with the machine's own setting.
 """
 
 import numpy as np
 import pytest
 import scipy.stats as st
 
+from threadpoolctl import threadpool_limits
+
 import iwae_np as iw
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread(request):
+    if request.node.get_closest_marker("blas_threads"):
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 class LinearGaussian:

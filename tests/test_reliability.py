@@ -109,3 +109,39 @@ def test_a_run_that_blows_up_stops_before_writing_a_bad_checkpoint(small, tmp_pa
     assert "not finite" in str(error.value)
     assert path.read_bytes() == before  # the last good checkpoint is untouched
     assert np.all(np.isfinite(error.value.theta))
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "iwae_np", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["train", "--checkpoint", "{tmp}"], 2, "checkpoint: expected a file path, got the folder"),
+    (["train", "--checkpoint", ""], 2, "checkpoint: expected a file path, got an empty string"),
+    (["train", "--checkpoint", "{tmp}/a_file/m.npz"], 2, "checkpoint: expected a folder"),
+    (["train", "--hidden", "100000", "100000", "--checkpoint", "{tmp}/m.npz"], 3,
+     "not enough memory"),
+    (["demo", "--out", "{tmp}/a_file"], 2, "out: expected a folder, got the file"),
+    (["demo", "--k-eval", "1000000000"], 2, "k_eval: expected at most 100000"),
+    (["bench", "--no-torch", "--json", "{tmp}/missing/b.json"], 2,
+     "json: expected an existing folder"),
+    (["assignments", "release", "{tmp}/src", "{tmp}/src/out"], 2,
+     "out: expected a folder outside the source"),
+])
+def test_cli_answers_file_and_resource_faults_in_one_line(tmp_path, args, code, message):
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "src").mkdir()
+    result = _cli(*[arg.replace("{tmp}", str(tmp_path)) for arg in args])
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "src" / "out").exists()
+
+
+def test_cli_divergence_is_one_line_without_warnings(tmp_path):
+    result = _cli("train", "--lr", "1e308", "--epochs", "2", "--quiet", "--checkpoint",
+                  str(tmp_path / "m.npz"))
+    assert result.returncode == 1
+    assert "RuntimeWarning" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "not finite" in result.stderr

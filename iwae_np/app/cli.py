@@ -9,13 +9,16 @@
     bench     speed of the training step, evaluation and inference, side by side with PyTorch
     assignments release | grade   student copies of the assignments; autograding with reports
 
-Bad arguments print one line to stderr and exit with code 2, never a traceback.
+Every failure prints one line to stderr, never a traceback, and exits with a code that says
+what kind: 1 a training run diverged, 2 bad input, 3 not enough memory, 4 a file-system error
+(a folder where a file was due, no permission, a read-only or full disk), 130 interrupted.
 """
 
 import argparse
 import os
 import sys
 import time
+import warnings
 
 from ..data import DATASETS
 
@@ -50,6 +53,59 @@ def _positive_float(text):
     return value
 
 
+# Exit codes, as the README states them.
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_FILES, EXIT_INTERRUPTED = (
+    0, 1, 2, 3, 4, 130)
+MAX_K_EVAL = 100_000  # beyond this, log p(x) moves less than its Monte Carlo error, for hours
+
+
+def _writable_file(name, path, create_folder=True):
+    """A file the command will write later: checked now, before any long work."""
+    if not path:
+        raise ValueError(f"{name}: expected a file path, got an empty string")
+    if os.path.isdir(path):
+        raise ValueError(f"{name}: expected a file path, got the folder {path!r}")
+    _writable_folder(name, os.path.dirname(os.path.abspath(path)), create=create_folder)
+
+
+def _writable_folder(name, folder, create):
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{name}: expected a folder, got the file {folder!r}")
+    if not os.path.exists(folder):
+        if not create:
+            raise ValueError(f"{name}: expected an existing folder, got {folder!r} (no such "
+                             f"folder)")
+        os.makedirs(folder, exist_ok=True)  # an OSError here is reported as a file error
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{name}: expected a folder this user can write to, got {folder!r}")
+
+
+def _available_bytes():
+    """Memory the machine can still give (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_training_memory(x_dim, z_dim, hidden, k, batch_size):
+    """Refuse, before allocating, a model or step that cannot fit: θ with its gradient and Adam
+    state (about 6 copies), and the step's activations and their gradients (about 4 copies of
+    k·batch rows over every layer's width), in float64."""
+    widths = [x_dim, *hidden, 2 * z_dim, z_dim, *hidden[::-1], x_dim]
+    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    needed = 8 * (6 * parameters + 4 * k * batch_size * sum(widths))
+    available = _available_bytes()
+    if available is not None and needed > available:
+        raise MemoryError(f"expected a model and step that fit in memory, got one that needs "
+                          f"about {needed / 2**30:.1f} GiB with {available / 2**30:.1f} GiB "
+                          f"available (lower --hidden, --k or --batch-size)")
+
+
 def _existing_file(text):
     if not os.path.isfile(text):
         raise argparse.ArgumentTypeError(f"expected an existing file, got {text!r}")
@@ -76,6 +132,11 @@ def _save(fig, out, name):
 
 def run_demo(args):
     """Load the data, run the experiments, print the tables, write the figures."""
+    _writable_folder("out", args.out, create=True)
+    if args.k_eval > MAX_K_EVAL:
+        raise ValueError(f"k_eval: expected at most {MAX_K_EVAL}, got {args.k_eval}")
+    _check_training_memory(784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden,
+                           50, 20)
     from . import experiments as ex
     from . import tables
 
@@ -141,6 +202,9 @@ def _demo_figures(args, data, x_eval, trained, comparison, ks, curves):
 
 
 def run_train(args):
+    _writable_file("checkpoint", args.checkpoint)
+    _check_training_memory(784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden,
+                           args.k, args.batch_size)
     from ..models import VAE
     from ..train import train
 
@@ -208,11 +272,13 @@ def run_bench(args):
 
     from .. import bench
 
-    rows = bench.run(repeats=args.repeats, rounds=args.rounds, quick=args.quick,
-                     use_torch=not args.no_torch, threads=args.threads)
+    if args.json:
+        _writable_file("json", args.json, create_folder=False)  # now, not after the run
+    result = bench.run(repeats=args.repeats, rounds=args.rounds, quick=args.quick,
+                       use_torch=not args.no_torch, threads=args.threads)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(result, f, indent=1)
         print(f"results written to {args.json}")
     return 0
 
@@ -346,15 +412,23 @@ def main(argv=None):
     tune_malloc()  # see runtime.py: faster steps, at the price of keeping peak memory
     from ..train import TrainingDiverged
 
+    def fail(message, code):  # one line on stderr, never a traceback
+        print(f"iwae_np {args.command}: {message}", file=sys.stderr)
+        return code
+
     try:
-        return args.run(args)
-    except ValueError as error:  # bad input, named by the package: one line
-        print(f"iwae_np {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # divergence is reported once, below
+            return args.run(args)
+    except ValueError as error:  # bad input, named by the package
+        return fail(f"error: {error}", EXIT_BAD_INPUT)
     except TrainingDiverged as error:
-        print(f"iwae_np {args.command}: {error}", file=sys.stderr)
-        return 1
+        return fail(str(error), EXIT_DIVERGED)
+    except MemoryError as error:
+        detail = str(error) or "the machine ran out of memory"
+        return fail(f"error: not enough memory: {detail}", EXIT_RESOURCES)
+    except OSError as error:  # a folder, an unwritable path, a read-only mount, a full disk
+        where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
+        return fail(f"error: file system:{where}: {error.strerror or error}", EXIT_FILES)
     except KeyboardInterrupt:
-        print(f"iwae_np {args.command}: interrupted; checkpoints on disk are intact",
-              file=sys.stderr)
-        return 130
+        return fail("interrupted; checkpoints on disk are intact", EXIT_INTERRUPTED)

@@ -90,6 +90,10 @@ def release(source, out):
     nbformat = load_nbformat()
     if not os.path.isdir(source):
         raise ValueError(f"source: expected a folder of assignment notebooks, got {source!r}")
+    source_real, out_real = os.path.realpath(source), os.path.realpath(out)
+    if out_real == source_real or out_real.startswith(source_real + os.sep):
+        raise ValueError(f"out: expected a folder outside the source {source!r} (student copies "
+                         f"would overwrite the instructor's notebooks), got {out!r}")
     written = []
     for folder, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
