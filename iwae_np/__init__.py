@@ -13,11 +13,15 @@ grading) and ``iwae_np.bench`` (speed against PyTorch).
 
 import importlib
 
-from . import (checkpoint, estimators, evaluate, gaps, kernels, optim, semi_amortized, train,
-               vi)
+from . import checkpoint, estimators, evaluate, gaps, kernels, optim, semi_amortized, train, vi
 from .bounds import ciwae_bound, elbo, iwae_bound, miwae_bound, vr_bound
-from .distributions import (bernoulli_logpmf, normal_logpdf, reparameterize, sample_normal,
-                            std_normal_logpdf)
+from .distributions import (
+    bernoulli_logpmf,
+    normal_logpdf,
+    reparameterize,
+    sample_normal,
+    std_normal_logpdf,
+)
 from .gradcheck import GradcheckReport, gradcheck
 from .hierarchical import TwoLayerVAE
 from .models import VAE
@@ -31,19 +35,44 @@ _SUBPACKAGES = ("data", "app", "classroom", "bench")
 
 
 def __getattr__(name):
-    """``iw.data`` and the other subpackages load on first use, so ``import iwae_np`` stays light."""
+    """``iw.data`` and the other subpackages load on first use: ``import iwae_np`` stays light."""
     if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "elbo", "iwae_bound", "vr_bound", "miwae_bound", "ciwae_bound",
-    "bernoulli_logpmf", "normal_logpdf", "reparameterize", "sample_normal", "std_normal_logpdf",
-    "GradcheckReport", "gradcheck",
-    "VAE", "TwoLayerVAE", "MLP",
-    "log_mean_exp", "log_sigmoid", "logsumexp", "sigmoid", "softplus",
-    "Layout", "block", "glorot_uniform", "init_theta",
-    "checkpoint", "estimators", "evaluate", "gaps", "kernels", "optim", "semi_amortized", "train",
+    "elbo",
+    "iwae_bound",
+    "vr_bound",
+    "miwae_bound",
+    "ciwae_bound",
+    "bernoulli_logpmf",
+    "normal_logpdf",
+    "reparameterize",
+    "sample_normal",
+    "std_normal_logpdf",
+    "GradcheckReport",
+    "gradcheck",
+    "VAE",
+    "TwoLayerVAE",
+    "MLP",
+    "log_mean_exp",
+    "log_sigmoid",
+    "logsumexp",
+    "sigmoid",
+    "softplus",
+    "Layout",
+    "block",
+    "glorot_uniform",
+    "init_theta",
+    "checkpoint",
+    "estimators",
+    "evaluate",
+    "gaps",
+    "kernels",
+    "optim",
+    "semi_amortized",
+    "train",
     "vi",
 ]

@@ -72,17 +72,30 @@ def gradient(model, theta, x, eps, estimator="iwae", m=1):
     return grad
 
 
-@checked(theta=THETA, x=X, estimator=one_of(*ESTIMATORS), k=integer(minimum=1),
-         draws=integer(minimum=2), seed=integer(minimum=0), m=integer(minimum=1))
+@checked(
+    theta=THETA,
+    x=X,
+    estimator=one_of(*ESTIMATORS),
+    k=integer(minimum=1),
+    draws=integer(minimum=2),
+    seed=integer(minimum=0),
+    m=integer(minimum=1),
+)
 def snr(model, theta, x, estimator, k, draws=200, seed=0, m=1):
     """Gradient signal-to-noise ratio (Rainforth et al. 2018), per parameter:
     SNR_j = |E[Δ_j]| / std[Δ_j] over ``draws`` independent estimates Δ of the gradient.
 
     -> {"encoder": SNRs of the encoder's parameters, "decoder": the decoder's} (arrays)."""
     rng = np.random.default_rng(seed)
-    samples = np.stack([gradient(model, theta, x, model.draw_eps(rng, k, len(x)), estimator, m)
-                        for _ in range(draws)])
+    samples = np.stack(
+        [
+            gradient(model, theta, x, model.draw_eps(rng, k, len(x)), estimator, m)
+            for _ in range(draws)
+        ]
+    )
     mean, std = np.abs(samples.mean(axis=0)), samples.std(axis=0, ddof=1)
     encoder, varies = model.layout.mask("encoder."), std > 0
-    return {"encoder": mean[encoder & varies] / std[encoder & varies],
-            "decoder": mean[~encoder & varies] / std[~encoder & varies]}
+    return {
+        "encoder": mean[encoder & varies] / std[encoder & varies],
+        "decoder": mean[~encoder & varies] / std[~encoder & varies],
+    }

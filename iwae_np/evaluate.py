@@ -28,8 +28,9 @@ def _log_weights_for(model, theta, lam, n):
     return lambda xb, rows, eps: model.log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
 
 
-@checked(theta=THETA, x=X, k=integer(minimum=1), max_rows=integer(minimum=1),
-         seed=integer(minimum=0))
+@checked(
+    theta=THETA, x=X, k=integer(minimum=1), max_rows=integer(minimum=1), seed=integer(minimum=0)
+)
 def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progress=False):
     """log p(x) ≈ L_k = log (1/k) Σ_i w_i with large k (Burda et al. use k = 5000).
 
@@ -42,8 +43,9 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
     points_per_chunk = max(1, max_rows // k)  # whole points when k is small enough
     samples_per_chunk = min(k, max_rows)  # else chunks of samples of a single point
     out = np.empty(n)
-    for start in tqdm(range(0, n, points_per_chunk), desc=f"log p(x), k={k}",
-                      disable=not progress, leave=False):
+    for start in tqdm(
+        range(0, n, points_per_chunk), desc=f"log p(x), k={k}", disable=not progress, leave=False
+    ):
         rows = np.arange(start, min(n, start + points_per_chunk))
         streams = [np.random.default_rng([seed, int(i)]) for i in rows]
         running = np.full(len(rows), -np.inf)
@@ -56,10 +58,26 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
     return out
 
 
-@checked(theta=THETA, x=X, objective=one_of("elbo", "iwae"), k=integer(minimum=1),
-         replicates=integer(minimum=1), max_rows=integer(minimum=1))
-def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_rows=20000,
-                   seed=0, lam=None, return_std=False):
+@checked(
+    theta=THETA,
+    x=X,
+    objective=one_of("elbo", "iwae"),
+    k=integer(minimum=1),
+    replicates=integer(minimum=1),
+    max_rows=integer(minimum=1),
+)
+def expected_bound(
+    model,
+    theta,
+    x,
+    objective="iwae",
+    k=1,
+    replicates=100,
+    max_rows=20000,
+    seed=0,
+    lam=None,
+    return_std=False,
+):
     """E[L_k] per point (or E[ELBO] for objective="elbo"), the mean of ``replicates`` independent
     estimates of the bound with k samples each. x: (n, x_dim) -> (n,), or with
     ``return_std=True`` (mean (n,), std over replicates (n,)). lam: as for ``log_marginal``."""
@@ -75,14 +93,15 @@ def expected_bound(model, theta, x, objective="iwae", k=1, replicates=100, max_r
             r = min(replicates_per_chunk, replicates - done)
             eps = rng.standard_normal((r * k, len(rows), model.eps_dim), dtype=model.dtype)
             log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
-            per_replicate = (log_w.mean(axis=1) if objective == "elbo"
-                             else log_mean_exp(log_w, axis=1))
+            per_replicate = (
+                log_w.mean(axis=1) if objective == "elbo" else log_mean_exp(log_w, axis=1)
+            )
             total[rows] += per_replicate.sum(axis=0)
-            total_squares[rows] += (per_replicate ** 2).sum(axis=0)
+            total_squares[rows] += (per_replicate**2).sum(axis=0)
     mean = total / replicates
     if not return_std:
         return mean
-    return mean, np.sqrt(np.maximum(total_squares / replicates - mean ** 2, 0.0))
+    return mean, np.sqrt(np.maximum(total_squares / replicates - mean**2, 0.0))
 
 
 @checked(theta=THETA, x=X, limit=positive(), grid=integer(minimum=3))
@@ -96,15 +115,17 @@ def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
     """
     d = model.eps_dim
     if d > 2:
-        raise ValueError(f"model: expected a latent of at most 2 units for quadrature, got "
-                         f"{type(model).__name__} with {d} (layers of "
-                         f"{'+'.join(map(str, model.layer_dims))})")
+        raise ValueError(
+            f"model: expected a latent of at most 2 units for quadrature, got "
+            f"{type(model).__name__} with {d} (layers of "
+            f"{'+'.join(map(str, model.layer_dims))})"
+        )
     axis = np.linspace(-limit, limit, grid)
     cell = (axis[1] - axis[0]) ** d
     z = np.stack(np.meshgrid(*([axis] * d), indexing="ij"), axis=-1).reshape(-1, d)
     out = np.empty(len(x))
     for i in range(len(x)):  # one point at a time: the grid already has grid^d rows
-        log_joint = model.log_joint(theta, x[i:i + 1], z[:, None, :].astype(model.dtype))
+        log_joint = model.log_joint(theta, x[i : i + 1], z[:, None, :].astype(model.dtype))
         out[i] = logsumexp(log_joint[:, 0]) + math.log(cell)
     return out
 
@@ -115,8 +136,10 @@ def posterior_on_grid(model, theta, x_point, limit=4.0, grid=201):
 
     x_point: (x_dim,) -> (z1 (grid,), z2 (grid,), density (grid, grid) indexed [z1, z2])."""
     if model.eps_dim != 2:
-        raise ValueError(f"model: expected a latent of 2 units for a density grid, got "
-                         f"{type(model).__name__} with {model.eps_dim}")
+        raise ValueError(
+            f"model: expected a latent of 2 units for a density grid, got "
+            f"{type(model).__name__} with {model.eps_dim}"
+        )
     x_point = model.check_x(np.asarray(x_point)[None, :], name="x_point")[0]
     axis = np.linspace(-limit, limit, grid)
     z = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -142,8 +165,10 @@ def active_units(model, theta, x, threshold=0.01, layer=0):
     of its own size, ``model.layer_dims[layer]``."""
     means = model.layer_means(theta, x)
     if layer >= len(means):
-        raise ValueError(f"layer: expected a stochastic layer below {len(means)} of "
-                         f"{type(model).__name__}, got {layer}")
+        raise ValueError(
+            f"layer: expected a stochastic layer below {len(means)} of "
+            f"{type(model).__name__}, got {layer}"
+        )
     mean = means[layer]
     variances = np.var(mean, axis=0)
     return int(np.sum(variances > threshold)), variances

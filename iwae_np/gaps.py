@@ -13,9 +13,15 @@ from .models import THETA, X, one_layer
 from .vi import fit_local
 
 # one stochastic layer only: q* is classic VI's q given per point
-RULES = dict(model=one_layer("the inference gaps (classic VI's q given per point)"),
-             theta=THETA, x=X, steps=integer(minimum=0), lr=positive(),
-             seed=integer(minimum=0), replicates=integer(minimum=1))
+RULES = dict(
+    model=one_layer("the inference gaps (classic VI's q given per point)"),
+    theta=THETA,
+    x=X,
+    steps=integer(minimum=0),
+    lr=positive(),
+    seed=integer(minimum=0),
+    replicates=integer(minimum=1),
+)
 
 
 @checked(**RULES)
@@ -26,10 +32,21 @@ def amortization_gap(model, theta, x, *, steps=500, lr=0.05, seed=0, replicates=
     Returns {"encoder_elbo", "local_elbo", "gap"}, each (n,), and the LocalFit.
     """
     encoder_elbo = expected_bound(model, theta, x, "elbo", 1, replicates=replicates, seed=seed)
-    fit = fit_local(model, theta, x, steps=steps, lr=lr, seed=seed, init=model.encode(theta, x),
-                    eval_replicates=replicates)
-    return {"encoder_elbo": encoder_elbo, "local_elbo": fit.bound,
-            "gap": fit.bound - encoder_elbo}, fit
+    fit = fit_local(
+        model,
+        theta,
+        x,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        init=model.encode(theta, x),
+        eval_replicates=replicates,
+    )
+    return {
+        "encoder_elbo": encoder_elbo,
+        "local_elbo": fit.bound,
+        "gap": fit.bound - encoder_elbo,
+    }, fit
 
 
 @checked(**RULES)
@@ -44,10 +61,16 @@ def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, repl
     """
     log_px = check_array("log_px", log_px, ndim=1)
     if log_px.shape != (len(x),):
-        raise ValueError(f"log_px: expected shape ({len(x)},), one value per row of x, "
-                         f"got {log_px.shape}")
-    gaps, _ = amortization_gap(model, theta, x, steps=steps, lr=lr, seed=seed,
-                               replicates=replicates)
-    return {"log_px": log_px, "local_elbo": gaps["local_elbo"],
-            "encoder_elbo": gaps["encoder_elbo"],
-            "approximation_gap": log_px - gaps["local_elbo"], "amortization_gap": gaps["gap"]}
+        raise ValueError(
+            f"log_px: expected shape ({len(x)},), one value per row of x, got {log_px.shape}"
+        )
+    gaps, _ = amortization_gap(
+        model, theta, x, steps=steps, lr=lr, seed=seed, replicates=replicates
+    )
+    return {
+        "log_px": log_px,
+        "local_elbo": gaps["local_elbo"],
+        "encoder_elbo": gaps["encoder_elbo"],
+        "approximation_gap": log_px - gaps["local_elbo"],
+        "amortization_gap": gaps["gap"],
+    }

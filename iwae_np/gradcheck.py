@@ -55,8 +55,10 @@ class GradcheckReport:
             bad = [c for c in self.checks if c[3] > self.rtol]
             lines.append(f"  {len(bad)} of {len(self.checks)} checks disagree, e.g.:")
             for label, analytic, numeric, rel in sorted(bad, key=lambda c: -c[3])[:5]:
-                lines.append(f"    {label}: {self.gradient_name} {analytic:.8g} vs "
-                             f"finite differences {numeric:.8g} (relative error {rel:.2g})")
+                lines.append(
+                    f"    {label}: {self.gradient_name} {analytic:.8g} vs "
+                    f"finite differences {numeric:.8g} (relative error {rel:.2g})"
+                )
         return "\n".join(lines)
 
 
@@ -69,8 +71,19 @@ def _scalar(f, x, what):
     return float(value)
 
 
-def gradcheck(f, x, *, grad=None, step=None, rtol=1e-4, atol=None, n_directions=10,
-              n_coordinates=20, max_full=200, seed=0):
+def gradcheck(
+    f,
+    x,
+    *,
+    grad=None,
+    step=None,
+    rtol=1e-4,
+    atol=None,
+    n_directions=10,
+    n_coordinates=20,
+    max_full=200,
+    seed=0,
+):
     """Compare a gradient of scalar ``f`` at ``x`` with central finite differences.
 
     f: array of x's shape -> scalar. x: array (any shape; checked in float64).
@@ -94,8 +107,10 @@ def gradcheck(f, x, *, grad=None, step=None, rtol=1e-4, atol=None, n_directions=
     n_coordinates = check_int("n_coordinates", n_coordinates, minimum=0)
     max_full = check_int("max_full", max_full, minimum=0)
     if x.size > max_full and n_directions + n_coordinates == 0:
-        raise ValueError("n_directions, n_coordinates: expected at least one check for an x "
-                         f"larger than max_full={max_full}, got 0 and 0")
+        raise ValueError(
+            "n_directions, n_coordinates: expected at least one check for an x "
+            f"larger than max_full={max_full}, got 0 and 0"
+        )
     rng = np.random.default_rng(seed)
 
     f_x = _scalar(f, x, "x")
@@ -106,8 +121,10 @@ def gradcheck(f, x, *, grad=None, step=None, rtol=1e-4, atol=None, n_directions=
         # Rounding in f(x ± h) is ~ε·|f| / h; |f(x)| can understate it when terms of f cancel,
         # so entries a million times smaller than the largest gradient entry are also judged
         # absolutely: a 1% error there cannot matter to an optimizer.
-        noise_floor = max(100 * np.finfo(np.float64).eps * max(1.0, abs(f_x)) / step,
-                          1e-6 * float(np.max(np.abs(analytic_grad))))
+        noise_floor = max(
+            100 * np.finfo(np.float64).eps * max(1.0, abs(f_x)) / step,
+            1e-6 * float(np.max(np.abs(analytic_grad))),
+        )
     else:
         noise_floor = check_positive("atol", atol)
 
@@ -119,8 +136,11 @@ def gradcheck(f, x, *, grad=None, step=None, rtol=1e-4, atol=None, n_directions=
 
     checks = []
     full = x.size <= max_full
-    coordinates = (range(x.size) if full
-                   else rng.choice(x.size, size=min(n_coordinates, x.size), replace=False))
+    coordinates = (
+        range(x.size)
+        if full
+        else rng.choice(x.size, size=min(n_coordinates, x.size), replace=False)
+    )
     for flat in coordinates:
         unit = np.zeros(x.size)
         unit[flat] = 1.0
@@ -132,13 +152,27 @@ def gradcheck(f, x, *, grad=None, step=None, rtol=1e-4, atol=None, n_directions=
         for m in range(n_directions):
             v = rng.standard_normal(x.shape)
             v /= np.linalg.norm(v)
-            checks.append((f"direction {m} (random unit vector)",
-                           float(np.vdot(analytic_grad, v)), central_difference(v, step * scale)))
+            checks.append(
+                (
+                    f"direction {m} (random unit vector)",
+                    float(np.vdot(analytic_grad, v)),
+                    central_difference(v, step * scale),
+                )
+            )
 
-    checks = [(label, a, n, abs(a - n) / max(abs(a), abs(n), noise_floor))
-              for label, a, n in checks]
+    checks = [
+        (label, a, n, abs(a - n) / max(abs(a), abs(n), noise_floor)) for label, a, n in checks
+    ]
     worst = max(checks, key=lambda c: c[3])
     return GradcheckReport(
-        passed=worst[3] <= rtol, max_rel_error=worst[3], worst=worst[0], analytic=worst[1],
-        numeric=worst[2], rtol=rtol, step=step, noise_floor=noise_floor,
-        gradient_name="autograd" if grad is None else "your", checks=checks)
+        passed=worst[3] <= rtol,
+        max_rel_error=worst[3],
+        worst=worst[0],
+        analytic=worst[1],
+        numeric=worst[2],
+        rtol=rtol,
+        step=step,
+        noise_floor=noise_floor,
+        gradient_name="autograd" if grad is None else "your",
+        checks=checks,
+    )

@@ -29,16 +29,38 @@ class TwoLayerVAE(VAE):
     "encoder.h2.*" (q(h2|h1)); the decoder's "decoder.*" (p(x|h1)) and "decoder.h1.*" (p(h1|h2)),
     so ``layout.mask("encoder.")`` still selects all of q."""
 
-    def __init__(self, x_dim, h1_dim, h2_dim, hidden1=(100, 100), hidden2=(50, 50),
-                 likelihood="bernoulli", activation="tanh", dtype="float64", fast=True):
-        super().__init__(x_dim, h1_dim, hidden=hidden1, likelihood=likelihood,
-                         activation=activation, dtype=dtype, fast=fast)
+    def __init__(
+        self,
+        x_dim,
+        h1_dim,
+        h2_dim,
+        hidden1=(100, 100),
+        hidden2=(50, 50),
+        likelihood="bernoulli",
+        activation="tanh",
+        dtype="float64",
+        fast=True,
+    ):
+        super().__init__(
+            x_dim,
+            h1_dim,
+            hidden=hidden1,
+            likelihood=likelihood,
+            activation=activation,
+            dtype=dtype,
+            fast=fast,
+        )
         self.h1_dim, self.h2_dim = self.z_dim, check_int("h2_dim", h2_dim, minimum=1)
         self.hidden2 = check_sizes("hidden2", hidden2)
-        self.encoder_h2 = MLP("encoder.h2", (self.h1_dim, *self.hidden2, 2 * self.h2_dim),
-                              activation, fast=self.fast)
-        self.decoder_h1 = MLP("decoder.h1", (self.h2_dim, *self.hidden2[::-1], 2 * self.h1_dim),
-                              activation, fast=self.fast)
+        self.encoder_h2 = MLP(
+            "encoder.h2", (self.h1_dim, *self.hidden2, 2 * self.h2_dim), activation, fast=self.fast
+        )
+        self.decoder_h1 = MLP(
+            "decoder.h1",
+            (self.h2_dim, *self.hidden2[::-1], 2 * self.h1_dim),
+            activation,
+            fast=self.fast,
+        )
         layout = Layout()  # rebuilt: the q blocks first, then the p blocks
         for net in (self.encoder, self.encoder_h2, self.decoder_h1, self.decoder):
             net.register(layout)
@@ -53,10 +75,17 @@ class TwoLayerVAE(VAE):
         return (self.h1_dim, self.h2_dim)
 
     def config(self):
-        return {"class": "TwoLayerVAE", "x_dim": self.x_dim, "h1_dim": self.h1_dim,
-                "h2_dim": self.h2_dim, "hidden1": list(self.hidden),
-                "hidden2": list(self.hidden2), "likelihood": self.likelihood,
-                "activation": self.activation, "dtype": self.dtype.name}
+        return {
+            "class": "TwoLayerVAE",
+            "x_dim": self.x_dim,
+            "h1_dim": self.h1_dim,
+            "h2_dim": self.h2_dim,
+            "hidden1": list(self.hidden),
+            "hidden2": list(self.hidden2),
+            "likelihood": self.likelihood,
+            "activation": self.activation,
+            "dtype": self.dtype.name,
+        }
 
     def init(self, seed=0, x=None):
         theta = super().init(seed=seed, x=x)
@@ -83,8 +112,11 @@ class TwoLayerVAE(VAE):
 
     def _log_p(self, theta, x, h1, h2):
         """log p(x, h1, h2) = log p(x|h1) + log p(h1|h2) + log p(h2)."""
-        return (self.log_likelihood(theta, x, h1) + normal_logpdf(h1, *self._p_h1(theta, h2))
-                + std_normal_logpdf(h2))
+        return (
+            self.log_likelihood(theta, x, h1)
+            + normal_logpdf(h1, *self._p_h1(theta, h2))
+            + std_normal_logpdf(h2)
+        )
 
     @checked(theta=THETA, x=X, eps=EPS)
     def log_weights(self, theta, x, eps, stop_q=False):

@@ -43,11 +43,17 @@ def _block_cotangent(g, start, stop, shape, space):
     return SparseObject(space, add_into)
 
 
-defvjp(block, lambda ans, theta, start, stop, shape:
-       lambda g: _block_cotangent(g, start, stop, shape, vspace(theta)))
+defvjp(
+    block,
+    lambda ans, theta, start, stop, shape: (
+        lambda g: _block_cotangent(g, start, stop, shape, vspace(theta))
+    ),
+)
 # Differentiating the cotangent again reads the same block back (it is linear in g).
-defvjp(_block_cotangent, lambda ans, g, start, stop, shape, space:
-       lambda gg: block(gg, start, stop, shape))
+defvjp(
+    _block_cotangent,
+    lambda ans, g, start, stop, shape, space: lambda gg: block(gg, start, stop, shape),
+)
 
 
 # ---------------------------------------------------------------- activations
@@ -94,9 +100,9 @@ def dense(theta, h, W_block, b_block, activation=None):
     activation: None, "tanh" or "relu". -> (rows, d_out). Fewer operations means less of
     autograd's per-operation bookkeeping, which dominates a step at small k (docs/design.md §2).
     """
-    W = theta[W_block[0]:W_block[1]].reshape(W_block[2])
+    W = theta[W_block[0] : W_block[1]].reshape(W_block[2])
     out = h @ W
-    out += theta[b_block[0]:b_block[1]]
+    out += theta[b_block[0] : b_block[1]]
     if activation == "tanh":
         np.tanh(out, out=out)
     elif activation == "relu":
@@ -109,7 +115,7 @@ def _dense_vjps(argnums, ans, args, kwargs):
     ∂/∂θ: W ← hᵀ g', b ← Σ_rows g' (added in place into θ's accumulator); ∂/∂h: g' Wᵀ."""
     theta, h, W_block, b_block = args[:4]
     activation = args[4] if len(args) > 4 else kwargs.get("activation")
-    W = theta[W_block[0]:W_block[1]].reshape(W_block[2])
+    W = theta[W_block[0] : W_block[1]].reshape(W_block[2])
     space = vspace(theta)
 
     def vjp(g):
@@ -124,12 +130,19 @@ def _dense_vjps(argnums, ans, args, kwargs):
         out = []
         for argnum in argnums:
             if argnum == 0 and traced:  # differentiated again: a dense, traceable θ gradient
-                out.append(_dense_theta_cotangent(anp.dot(anp.transpose(h), g_pre),
-                                                  anp.sum(g_pre, axis=0), W_block, b_block,
-                                                  space.size))
+                out.append(
+                    _dense_theta_cotangent(
+                        anp.dot(anp.transpose(h), g_pre),
+                        anp.sum(g_pre, axis=0),
+                        W_block,
+                        b_block,
+                        space.size,
+                    )
+                )
             elif argnum == 0:
-                out.append(_dense_theta_sparse(h.T @ g_pre, g_pre.sum(axis=0), W_block,
-                                               b_block, space))
+                out.append(
+                    _dense_theta_sparse(h.T @ g_pre, g_pre.sum(axis=0), W_block, b_block, space)
+                )
             else:
                 out.append(xp.dot(g_pre, xp.transpose(W)))
         return tuple(out)
@@ -139,8 +152,8 @@ def _dense_vjps(argnums, ans, args, kwargs):
 
 def _dense_theta_sparse(g_W, g_b, W_block, b_block, space):
     def add_into(total):
-        total[W_block[0]:W_block[1]].reshape(W_block[2])[...] += g_W
-        total[b_block[0]:b_block[1]] += g_b
+        total[W_block[0] : W_block[1]].reshape(W_block[2])[...] += g_W
+        total[b_block[0] : b_block[1]] += g_b
         return total
 
     return SparseObject(space, add_into)
@@ -149,8 +162,9 @@ def _dense_theta_sparse(g_W, g_b, W_block, b_block, space):
 def _dense_theta_cotangent(g_W, g_b, W_block, b_block, size):
     """θ's gradient from one layer as a dense vector (W then b are adjacent in θ)."""
     dtype = np.result_type(getval(g_W))
-    return anp.concatenate([np.zeros(W_block[0], dtype), anp.ravel(g_W), g_b,
-                            np.zeros(size - b_block[1], dtype)])
+    return anp.concatenate(
+        [np.zeros(W_block[0], dtype), anp.ravel(g_W), g_b, np.zeros(size - b_block[1], dtype)]
+    )
 
 
 defvjp_argnums(dense, _dense_vjps)

@@ -113,8 +113,9 @@ def LAMBDA(name, value, arguments):
     value = check_array(name, value, ndim=2)
     n = np.shape(getval(arguments["x"]))[0]
     if np.shape(getval(value)) != (n, model.z_dim):
-        raise ValueError(f"{name}: expected shape ({n}, {model.z_dim}), got "
-                         f"{np.shape(getval(value))}")
+        raise ValueError(
+            f"{name}: expected shape ({n}, {model.z_dim}), got {np.shape(getval(value))}"
+        )
     return _in_dtype(value, model.dtype)
 
 
@@ -131,23 +132,37 @@ class VAE:
     one stochastic layer is z, so ``layer_dims`` is (z_dim,) and the full latent is z.
     """
 
-    def __init__(self, x_dim, z_dim, hidden=(200, 200), likelihood="bernoulli",
-                 activation="tanh", dtype="float64", decoder_hidden=None, fast=True):
+    def __init__(
+        self,
+        x_dim,
+        z_dim,
+        hidden=(200, 200),
+        likelihood="bernoulli",
+        activation="tanh",
+        dtype="float64",
+        decoder_hidden=None,
+        fast=True,
+    ):
         self.x_dim = check_int("x_dim", x_dim, minimum=1)
         self.z_dim = check_int("z_dim", z_dim, minimum=1)
         self.hidden = check_sizes("hidden", hidden)
-        self.decoder_hidden = (self.hidden[::-1] if decoder_hidden is None
-                               else check_sizes("decoder_hidden", decoder_hidden))
+        self.decoder_hidden = (
+            self.hidden[::-1]
+            if decoder_hidden is None
+            else check_sizes("decoder_hidden", decoder_hidden)
+        )
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
         self.dtype = np.dtype(check_choice("dtype", _dtype_name(dtype), DTYPES))
         self.fast = bool(fast)
 
         # The encoder's last layer outputs (μ, log σ) side by side: 2·z_dim numbers per point.
-        self.encoder = MLP("encoder", (self.x_dim, *self.hidden, 2 * self.z_dim), activation,
-                           fast=self.fast)
-        self.decoder = MLP("decoder", (self.z_dim, *self.decoder_hidden, self.x_dim), activation,
-                           fast=self.fast)
+        self.encoder = MLP(
+            "encoder", (self.x_dim, *self.hidden, 2 * self.z_dim), activation, fast=self.fast
+        )
+        self.decoder = MLP(
+            "decoder", (self.z_dim, *self.decoder_hidden, self.x_dim), activation, fast=self.fast
+        )
         self.layout = Layout()
         self.encoder.register(self.layout)
         self.decoder.register(self.layout)
@@ -168,10 +183,16 @@ class VAE:
 
     def config(self):
         """The constructor arguments, JSON-ready (stored in checkpoints)."""
-        return {"class": "VAE", "x_dim": self.x_dim, "z_dim": self.z_dim,
-                "hidden": list(self.hidden), "decoder_hidden": list(self.decoder_hidden),
-                "likelihood": self.likelihood, "activation": self.activation,
-                "dtype": self.dtype.name}
+        return {
+            "class": "VAE",
+            "x_dim": self.x_dim,
+            "z_dim": self.z_dim,
+            "hidden": list(self.hidden),
+            "decoder_hidden": list(self.decoder_hidden),
+            "likelihood": self.likelihood,
+            "activation": self.activation,
+            "dtype": self.dtype.name,
+        }
 
     @staticmethod
     def from_config(config):
@@ -207,7 +228,7 @@ class VAE:
         # weights on un-centred data, a linear-Gaussian run began at σ ≈ e⁵ and ELBO ≈ −8653
         # (docs/design.md §10).
         out_W = self.layout.unflatten(theta)[f"encoder.{self.encoder.n_layers - 1}.W"]
-        out_W[:, out_W.shape[1] // 2:] = 0  # a view into theta: the columns that give log σ
+        out_W[:, out_W.shape[1] // 2 :] = 0  # a view into theta: the columns that give log σ
         if x is not None:
             x = self.check_x(x)
             out_bias = self.layout.slice(f"decoder.{self.decoder.n_layers - 1}.b")
@@ -226,7 +247,7 @@ class VAE:
     def encode(self, theta, x):
         """q(z|x)'s parameters. x: (n, x_dim) -> (mean, log_std), each (n, z_dim)."""
         h = self.encoder(theta, self.layout, x)
-        return h[..., : self.z_dim], h[..., self.z_dim:]
+        return h[..., : self.z_dim], h[..., self.z_dim :]
 
     @checked(theta=THETA, z=Z)
     def decode(self, theta, z):
@@ -312,11 +333,13 @@ class VAE:
         theta = check_array("theta", theta, ndim=1)
         shape, dtype = np.shape(getval(theta)), np.asarray(getval(theta)).dtype
         if shape != (self.layout.size,):
-            raise ValueError(f"theta: expected shape ({self.layout.size},) for {self!r}, "
-                             f"got {shape}")
+            raise ValueError(
+                f"theta: expected shape ({self.layout.size},) for {self!r}, got {shape}"
+            )
         if dtype != self.dtype:
-            raise ValueError(f"theta: expected dtype {self.dtype.name} (the model's dtype), "
-                             f"got {dtype}")
+            raise ValueError(
+                f"theta: expected dtype {self.dtype.name} (the model's dtype), got {dtype}"
+            )
         return theta
 
     def check_x(self, x, name="x"):
@@ -339,17 +362,24 @@ class VAE:
     def check_latent(self, z, name="z"):
         """The full latent must be (..., eps_dim), every layer side by side, and finite."""
         z = check_array(name, z)
-        check_last_dim(name, z, self.eps_dim, f"every latent unit of {type(self).__name__}: "
-                       f"layers of {'+'.join(map(str, self.layer_dims))}")
+        check_last_dim(
+            name,
+            z,
+            self.eps_dim,
+            f"every latent unit of {type(self).__name__}: "
+            f"layers of {'+'.join(map(str, self.layer_dims))}",
+        )
         return _in_dtype(z, self.dtype)
 
     def check_one_layer(self, purpose):
         """Refuse ``purpose`` (something that needs a q given per point) unless the model has one
         stochastic layer; returns the model."""
         if len(self.layer_dims) != 1:
-            raise ValueError(f"model: expected a model with one stochastic layer (a VAE) for "
-                             f"{purpose}, got a {type(self).__name__} with "
-                             f"{len(self.layer_dims)} stochastic layers")
+            raise ValueError(
+                f"model: expected a model with one stochastic layer (a VAE) for "
+                f"{purpose}, got a {type(self).__name__} with "
+                f"{len(self.layer_dims)} stochastic layers"
+            )
         return self
 
     def check_eps(self, eps, n):
@@ -359,8 +389,10 @@ class VAE:
         if shape[0] < 1:
             raise ValueError(f"eps: expected k >= 1 samples along axis 0, got shape {shape}")
         if shape[1:] != (n, self.eps_dim):
-            raise ValueError(f"eps: expected shape (k, {n}, {self.eps_dim}) to match x's {n} "
-                             f"rows and the model's eps_dim, got {shape}")
+            raise ValueError(
+                f"eps: expected shape (k, {n}, {self.eps_dim}) to match x's {n} "
+                f"rows and the model's eps_dim, got {shape}"
+            )
         return _in_dtype(eps, self.dtype)
 
     def check_lambda(self, lam, n, name="lam"):
@@ -371,8 +403,10 @@ class VAE:
         for part, value in zip(("mean", "log_std"), lam, strict=True):
             value = check_array(f"{name} {part}", value)
             if np.shape(getval(value)) != (n, self.z_dim):
-                raise ValueError(f"{name}: expected {part} of shape ({n}, {self.z_dim}), "
-                                 f"got {np.shape(getval(value))}")
+                raise ValueError(
+                    f"{name}: expected {part} of shape ({n}, {self.z_dim}), "
+                    f"got {np.shape(getval(value))}"
+                )
             checked_parts.append(_in_dtype(value, self.dtype))
         return tuple(checked_parts)
 

@@ -35,7 +35,8 @@ class MLP:
     def __init__(self, name, sizes, activation="tanh", fast=True):
         if activation not in ACTIVATIONS:
             raise ValueError(
-                f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+                f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
         self.name, self.sizes, self.activation = name, tuple(sizes), activation
         self.fast = bool(fast)
 
@@ -45,7 +46,7 @@ class MLP:
 
     def register(self, layout):
         """Add this network's weight and bias blocks to ``layout``."""
-        for layer, (d_in, d_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+        for layer, (d_in, d_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
             layout.add(f"{self.name}.{layer}.W", (d_in, d_out))
             layout.add(f"{self.name}.{layer}.b", (d_out,))
 
@@ -57,11 +58,17 @@ class MLP:
             last = layer == self.n_layers - 1
             W_name, b_name = f"{self.name}.{layer}.W", f"{self.name}.{layer}.b"
             if self.fast:  # the same layer as one fused kernel
-                h = kernels.dense(theta, h, layout.blocks[W_name], layout.blocks[b_name],
-                                  None if last else self.activation)
+                h = kernels.dense(
+                    theta,
+                    h,
+                    layout.blocks[W_name],
+                    layout.blocks[b_name],
+                    None if last else self.activation,
+                )
                 continue
             h = anp.dot(h, layout.get(theta, W_name, fast=False)) + layout.get(
-                theta, b_name, fast=False)
+                theta, b_name, fast=False
+            )
             if not last:
                 h = ACTIVATIONS[self.activation](h)
         return anp.reshape(h, lead_shape + (self.sizes[-1],))

@@ -64,16 +64,20 @@ class Layout:
 
     def unflatten(self, theta):
         """{name: array} views into θ, for reading parameters by name."""
-        return {name: np.asarray(theta)[start:stop].reshape(shape)
-                for name, (start, stop, shape) in self.blocks.items()}
+        return {
+            name: np.asarray(theta)[start:stop].reshape(shape)
+            for name, (start, stop, shape) in self.blocks.items()
+        }
 
     def to_dict(self):
         """JSON-ready description, stored with checkpoints to catch mismatched models."""
         return {name: list(shape) for name, (_, _, shape) in self.blocks.items()}
 
     def __repr__(self):
-        rows = "\n".join(f"  {name:<24} {str(shape):<12} [{start}:{stop}]"
-                         for name, (start, stop, shape) in self.blocks.items())
+        rows = "\n".join(
+            f"  {name:<24} {str(shape):<12} [{start}:{stop}]"
+            for name, (start, stop, shape) in self.blocks.items()
+        )
         return f"Layout(size={self.size})\n{rows}"
 
 

@@ -87,8 +87,9 @@ class SemiAmortized:
         return (self.steps + 1, k)
 
     def __call__(self, model, theta, x, eps):
-        return semi_amortized_elbo(model, theta, x, eps, self.lr, self.from_encoder,
-                                   self.through_steps)
+        return semi_amortized_elbo(
+            model, theta, x, eps, self.lr, self.from_encoder, self.through_steps
+        )
 
     def config(self):
         return {"objective": self.name, "refine_steps": self.steps, "refine_lr": self.lr}
@@ -96,11 +97,13 @@ class SemiAmortized:
 
 def sa_elbo(steps=5, lr=0.1):
     """The semi-amortized ELBO (SA-VAE): refine from the encoder, differentiate through."""
-    return SemiAmortized("sa-elbo", check_int("steps", steps, minimum=0),
-                         check_positive("lr", lr), True, True)
+    return SemiAmortized(
+        "sa-elbo", check_int("steps", steps, minimum=0), check_positive("lr", lr), True, True
+    )
 
 
 def svi(steps=5, lr=0.1):
     """Stochastic VI without an encoder: refine from the prior, train the model on λ_K."""
-    return SemiAmortized("svi", check_int("steps", steps, minimum=0),
-                         check_positive("lr", lr), False, False)
+    return SemiAmortized(
+        "svi", check_int("steps", steps, minimum=0), check_positive("lr", lr), False, False
+    )

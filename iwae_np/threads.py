@@ -83,8 +83,9 @@ class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
     def __enter__(self):
         # Never more threads than the caller allows: a limit set outside (threadpoolctl, or
         # OPENBLAS_NUM_THREADS) is kept, so a run pinned to one thread stays reproducible.
-        allowed = [pool["num_threads"] for pool in _controller().info()
-                   if pool["user_api"] == "blas"]
+        allowed = [
+            pool["num_threads"] for pool in _controller().info() if pool["user_api"] == "blas"
+        ]
         if allowed:
             self.cores = max(1, min(self.cores, min(allowed)))
         self._decide()

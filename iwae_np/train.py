@@ -74,11 +74,14 @@ def as_objective(objective):
     ``semi_amortized.sa_elbo()``)."""
     if isinstance(objective, str):
         return Bound(check_choice("objective", objective, tuple(BOUNDS)))
-    if all(hasattr(objective, attribute) for attribute in ("name", "eps_shape", "config")) and \
-            callable(objective):
+    if all(
+        hasattr(objective, attribute) for attribute in ("name", "eps_shape", "config")
+    ) and callable(objective):
         return objective
-    raise ValueError(f"objective: expected 'elbo', 'iwae' or an objective such as "
-                     f"semi_amortized.sa_elbo(), got {objective!r}")
+    raise ValueError(
+        f"objective: expected 'elbo', 'iwae' or an objective such as "
+        f"semi_amortized.sa_elbo(), got {objective!r}"
+    )
 
 
 class NonFiniteStep(FloatingPointError):
@@ -98,7 +101,8 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     of θ whose gradient is zeroed (the decoder, for encoder-only training); clip_norm: rescale the
     gradient to at most this norm. Raises NonFiniteStep before changing anything."""
     value_and_gradient = value_and_grad(
-        lambda theta, x, eps: anp.mean(objective(model, theta, x, eps)))
+        lambda theta, x, eps: anp.mean(objective(model, theta, x, eps))
+    )
 
     def step(theta, x, eps):
         # Overflow on the way to a non-finite value is reported once, by NonFiniteStep below,
@@ -119,10 +123,32 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     return step
 
 
-@checked(theta=THETA, k=integer(minimum=1), epochs=integer(minimum=0), seed=integer(minimum=0),
-         batch_size=integer(minimum=1), lr=positive(), update=one_of(*UPDATES))
-def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20, lr=1e-3,
-          seed=0, update="all", clip_norm=None, checkpoint=None, resume=False, progress=True):
+@checked(
+    theta=THETA,
+    k=integer(minimum=1),
+    epochs=integer(minimum=0),
+    seed=integer(minimum=0),
+    batch_size=integer(minimum=1),
+    lr=positive(),
+    update=one_of(*UPDATES),
+)
+def train(
+    model,
+    theta,
+    data,
+    *,
+    objective="iwae",
+    k=5,
+    epochs=10,
+    batch_size=20,
+    lr=1e-3,
+    seed=0,
+    update="all",
+    clip_norm=None,
+    checkpoint=None,
+    resume=False,
+    progress=True,
+):
     """Maximize a bound over θ with minibatches and Adam; the loop is
 
         for each epoch: (re-binarize x), shuffle, and for each batch x_b with fresh ε:
@@ -150,8 +176,16 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
         check_positive("clip_norm", clip_norm)
     if checkpoint is None and resume:
         raise ValueError("checkpoint: expected a checkpoint path to resume from, got None")
-    config = {**objective.config(), "k": k, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "update": update, "clip_norm": clip_norm, "dataset": getattr(data, "name", "array")}
+    config = {
+        **objective.config(),
+        "k": k,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "update": update,
+        "clip_norm": clip_norm,
+        "dataset": getattr(data, "name", "array"),
+    }
 
     rng = np.random.default_rng(seed)
     adam = Adam(lr)
@@ -167,40 +201,70 @@ def train(model, theta, data, *, objective="iwae", k=5, epochs=10, batch_size=20
     with threads.adaptive() as blas:  # BLAS gets the cores other processes leave free
         for epoch in range(start_epoch, epochs):
             epoch_start = time.perf_counter()
-            x_epoch = data.binarize(rng) if getattr(data, "probs_train", None) is not None else x_train
+            x_epoch = (
+                data.binarize(rng) if getattr(data, "probs_train", None) is not None else x_train
+            )
             order = rng.permutation(len(x_train))
             running = 0.0
-            bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                       leave=False, mininterval=0.5)
+            bar = tqdm(
+                range(n_batches),
+                desc=f"epoch {epoch + 1}/{epochs}",
+                disable=not progress,
+                leave=False,
+                mininterval=0.5,
+            )
             for b in bar:
                 blas.update()
-                batch = x_epoch[order[b * batch_size:(b + 1) * batch_size]]
-                eps = rng.standard_normal(objective.eps_shape(k) + (len(batch), model.eps_dim),
-                                          dtype=model.dtype)
+                batch = x_epoch[order[b * batch_size : (b + 1) * batch_size]]
+                eps = rng.standard_normal(
+                    objective.eps_shape(k) + (len(batch), model.eps_dim), dtype=model.dtype
+                )
                 try:
                     new_theta, value = step(theta, batch, eps)
                     if not np.all(np.isfinite(new_theta)):  # a finite gradient, a step too large
                         raise NonFiniteStep("parameter vector θ after the step")
                 except NonFiniteStep as error:
-                    raise _diverged(error.quantity, epoch, epoch * n_batches + b + 1, theta,
-                                    history, checkpoint, lr) from None
+                    raise _diverged(
+                        error.quantity,
+                        epoch,
+                        epoch * n_batches + b + 1,
+                        theta,
+                        history,
+                        checkpoint,
+                        lr,
+                    ) from None
                 theta = new_theta
                 running += (value - running) / (b + 1)
                 bar.set_postfix({label: f"{running:.3f}"}, refresh=False)
-            record = {"epoch": epoch + 1, "train_bound": running,
-                      "test_bound": _test_bound(model, theta, x_test, test_bound, k, seed, epoch),
-                      "seconds": time.perf_counter() - epoch_start}
+            record = {
+                "epoch": epoch + 1,
+                "train_bound": running,
+                "test_bound": _test_bound(model, theta, x_test, test_bound, k, seed, epoch),
+                "seconds": time.perf_counter() - epoch_start,
+            }
             if record["test_bound"] is not None and not np.isfinite(record["test_bound"]):
-                raise _diverged("test bound", epoch, (epoch + 1) * n_batches, theta, history,
-                                checkpoint, lr)
+                raise _diverged(
+                    "test bound", epoch, (epoch + 1) * n_batches, theta, history, checkpoint, lr
+                )
             history.append(record)
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{epochs}: train {label} {running:.3f}"
-                           + (f", test {record['test_bound']:.3f}" if x_test is not None else ""))
+                tqdm.write(
+                    f"epoch {epoch + 1}/{epochs}: train {label} {running:.3f}"
+                    + (f", test {record['test_bound']:.3f}" if x_test is not None else "")
+                )
             if checkpoint is not None:
-                ckpt.save(checkpoint, model, {"theta": theta, **_adam_arrays(adam)},
-                          {"epoch": epoch + 1, "train_config": config, "history": history,
-                           "rng_state": rng.bit_generator.state, "adam_t": _adam_t(adam)})
+                ckpt.save(
+                    checkpoint,
+                    model,
+                    {"theta": theta, **_adam_arrays(adam)},
+                    {
+                        "epoch": epoch + 1,
+                        "train_config": config,
+                        "history": history,
+                        "rng_state": rng.bit_generator.state,
+                        "adam_t": _adam_t(adam),
+                    },
+                )
     return TrainResult(theta, history, time.perf_counter() - started)
 
 
@@ -225,18 +289,27 @@ def _test_bound(model, theta, x_test, objective, k, seed, epoch):
     """The test bound with its own random stream, so evaluating never perturbs training."""
     if x_test is None:
         return None
-    return float(np.mean(expected_bound(model, theta, x_test, objective, k, replicates=1,
-                                        seed=[seed, epoch])))
+    return float(
+        np.mean(
+            expected_bound(model, theta, x_test, objective, k, replicates=1, seed=[seed, epoch])
+        )
+    )
 
 
 def _diverged(quantity, epoch, step_number, theta, history, checkpoint, lr):
     """The error for a step whose bound or gradient turned non-finite, keeping the last good θ."""
-    kept = (f"the last good checkpoint {checkpoint!r} (epoch {len(history)}) is untouched"
-            if checkpoint is not None and os.path.exists(checkpoint) else "no checkpoint was written")
+    kept = (
+        f"the last good checkpoint {checkpoint!r} (epoch {len(history)}) is untouched"
+        if checkpoint is not None and os.path.exists(checkpoint)
+        else "no checkpoint was written"
+    )
     return TrainingDiverged(
         f"training stopped at epoch {epoch + 1}, step {step_number}: the {quantity} "
         f"is not finite; {kept}. Try a lower learning rate (now {lr:g}) or gradient clipping "
-        f"(clip_norm, e.g. 100)", theta, history)
+        f"(clip_norm, e.g. 100)",
+        theta,
+        history,
+    )
 
 
 def _adam_arrays(adam):
@@ -249,22 +322,36 @@ def _adam_t(adam):
 
 def _resume(checkpoint, model, config, adam, rng):
     arrays, metadata = ckpt.load(checkpoint, model)
-    expected = {"train_config": dict, "history": list, "epoch": int, "rng_state": dict,
-                "adam_t": int}
+    expected = {
+        "train_config": dict,
+        "history": list,
+        "epoch": int,
+        "rng_state": dict,
+        "adam_t": int,
+    }
     wrong = [key for key, kind in expected.items() if not isinstance(metadata.get(key), kind)]
     if wrong:
-        raise ValueError(f"checkpoint: expected training state ({', '.join(expected)}) in "
-                         f"{checkpoint!r}, got missing or malformed {', '.join(wrong)}")
+        raise ValueError(
+            f"checkpoint: expected training state ({', '.join(expected)}) in "
+            f"{checkpoint!r}, got missing or malformed {', '.join(wrong)}"
+        )
     saved = metadata["train_config"]
-    differing = {key: (saved.get(key), value) for key, value in config.items() if saved.get(key) != value}
+    differing = {
+        key: (saved.get(key), value) for key, value in config.items() if saved.get(key) != value
+    }
     if differing:
-        described = ", ".join(f"{key} {old!r} (now {new!r})" for key, (old, new) in differing.items())
-        raise ValueError(f"checkpoint: expected the same training settings to resume, got {described}")
+        described = ", ".join(
+            f"{key} {old!r} (now {new!r})" for key, (old, new) in differing.items()
+        )
+        raise ValueError(
+            f"checkpoint: expected the same training settings to resume, got {described}"
+        )
     if "adam_m" in arrays:
         adam.state = {"m": arrays["adam_m"], "v": arrays["adam_v"], "t": metadata["adam_t"]}
     try:
         rng.bit_generator.state = metadata["rng_state"]
     except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"checkpoint: expected a valid random generator state in "
-                         f"{checkpoint!r}, got {error}") from None
+        raise ValueError(
+            f"checkpoint: expected a valid random generator state in {checkpoint!r}, got {error}"
+        ) from None
     return arrays["theta"].copy(), metadata["history"], metadata["epoch"]

@@ -48,12 +48,32 @@ class LocalFit:
         return self.seconds / len(self.mean)
 
 
-@checked(model=one_layer("classic VI (a q given per point)"), theta=THETA, x=X,
-         objective=one_of(*BOUNDS), k=integer(minimum=1),
-         steps=integer(minimum=0), lr=positive(), seed=integer(minimum=0),
-         final_lr_fraction=number(0, 1, low_open=True), eval_replicates=integer(minimum=1))
-def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, seed=0, init=None,
-              final_lr_fraction=0.01, eval_replicates=200):
+@checked(
+    model=one_layer("classic VI (a q given per point)"),
+    theta=THETA,
+    x=X,
+    objective=one_of(*BOUNDS),
+    k=integer(minimum=1),
+    steps=integer(minimum=0),
+    lr=positive(),
+    seed=integer(minimum=0),
+    final_lr_fraction=number(0, 1, low_open=True),
+    eval_replicates=integer(minimum=1),
+)
+def fit_local(
+    model,
+    theta,
+    x,
+    *,
+    objective="elbo",
+    k=1,
+    steps=500,
+    lr=0.05,
+    seed=0,
+    init=None,
+    final_lr_fraction=0.01,
+    eval_replicates=200,
+):
     """Classic VI: optimize λ_i = (mean_i, log_std_i) for every row x_i, the model fixed.
 
     model, theta: the generative model (its decoder is used; the encoder is not); one
@@ -85,14 +105,20 @@ def fit_local(model, theta, x, *, objective="elbo", k=1, steps=500, lr=0.05, see
         if not np.isfinite(value) or not np.all(np.isfinite(grad)):
             raise FloatingPointError(
                 f"fit_local: step {step}: the bound or its gradient is not finite; "
-                f"try a lower lr (now {lr * decay ** step:.3g})")
-        lam = adam.step(lam, grad, lr=lr * decay ** step)
+                f"try a lower lr (now {lr * decay**step:.3g})"
+            )
+        lam = adam.step(lam, grad, lr=lr * decay**step)
         history.append(float(value) / n)
     seconds = time.perf_counter() - start
     mean, log_std = lam[:, :d].copy(), lam[:, d:].copy()
-    final = expected_bound(model, theta, x, objective, k, replicates=max(1, eval_replicates // k)
-                           if objective == "iwae" else eval_replicates, seed=seed + 1,
-                           lam=(mean, log_std))
+    final = expected_bound(
+        model,
+        theta,
+        x,
+        objective,
+        k,
+        replicates=max(1, eval_replicates // k) if objective == "iwae" else eval_replicates,
+        seed=seed + 1,
+        lam=(mean, log_std),
+    )
     return LocalFit(mean, log_std, final, objective, k, history, seconds)
-
-

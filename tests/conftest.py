@@ -20,7 +20,6 @@ trainer adapts its thread count to the machine's load (iwae_np/threads.py). Test
 import numpy as np
 import pytest
 import scipy.stats as st
-
 from threadpoolctl import threadpool_limits
 
 import iwae_np as iw

@@ -2,8 +2,8 @@
 down the floors, and ``import iwae_np`` loads the core alone."""
 
 import ast
-import re
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -41,17 +41,25 @@ def test_no_module_reaches_into_another_modules_private_names():
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
                         offences.append(f"{path.name}:{node.lineno} imports {alias.name}")
             # obj._name where obj is not self/cls: another object's private attribute
-            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
-                    and not node.attr.startswith("__")
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
                 offences.append(f"{path.name}:{node.lineno} uses .{node.attr}")
     assert offences == [], "\n".join(offences)
 
 
 def test_imports_only_go_down_the_floors():
     """The core never imports a subpackage; subpackages import the core (and data), never app."""
-    allowed = {"core": set(), "data": {"core"}, "app": {"core", "data", "classroom", "bench"},
-               "classroom": {"core", "data"}, "bench": {"core", "data", "app"}}
+    allowed = {
+        "core": set(),
+        "data": {"core"},
+        "app": {"core", "data", "classroom", "bench"},
+        "classroom": {"core", "data"},
+        "bench": {"core", "data", "app"},
+    }
     offences = []
     for path in _modules():
         floor = _floor(path)
@@ -74,13 +82,16 @@ def test_imports_only_go_down_the_floors():
 
 
 def test_import_iwae_np_loads_the_core_only():
-    code = ("import sys, iwae_np; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('scipy', 'matplotlib', 'sklearn', 'torch', 'nbformat', 'nbclient')"
-            " or m.startswith(('iwae_np.data', 'iwae_np.app', 'iwae_np.classroom', "
-            "'iwae_np.bench'))))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    code = (
+        "import sys, iwae_np; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('scipy', 'matplotlib', 'sklearn', 'torch', 'nbformat', 'nbclient')"
+        " or m.startswith(('iwae_np.data', 'iwae_np.app', 'iwae_np.classroom', "
+        "'iwae_np.bench'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert loaded == "[]"
 
 

@@ -66,9 +66,13 @@ def test_each_notebook_calls_checks_of_its_own_module_that_exist():
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.slow) if name.startswith("A4") else name
-    for name in ASSIGNMENTS])  # A4 trains an encoder: over 10 s
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name.startswith("A4") else name
+        for name in ASSIGNMENTS
+    ],
+)  # A4 trains an encoder: over 10 s
 def test_solutions_earn_every_point_and_write_a_report(name, tmp_path):
     shutil.copytree(SOURCE / name, tmp_path / name)
     report = classroom.grade(str(tmp_path / name / f"{name}.ipynb"))
@@ -94,8 +98,9 @@ def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_pat
         assert line not in text.split("\n") and f"    {line}" not in text, line
     report = classroom.grade(str(path))
     assert report.score[0] == 0 and all(not r.passed for r in report.results), str(report)
-    assert all("NotImplementedError" in r.message or "not defined" in r.message
-               for r in report.results)
+    assert all(
+        "NotImplementedError" in r.message or "not defined" in r.message for r in report.results
+    )
 
 
 def test_builtin_release_equals_nbgrader():
@@ -104,8 +109,11 @@ def test_builtin_release_equals_nbgrader():
         source = nbformat.read(_notebook(name), as_version=4)
         ours = classroom.student_version(source)
         theirs = nbformat.read(_notebook(name), as_version=4)
-        for preprocessor in (preprocessors.ClearSolutions(), preprocessors.ClearHiddenTests(),
-                             preprocessors.ClearOutput()):
+        for preprocessor in (
+            preprocessors.ClearSolutions(),
+            preprocessors.ClearHiddenTests(),
+            preprocessors.ClearOutput(),
+        ):
             theirs, _ = preprocessor.preprocess(theirs, {})
         assert [c.source for c in ours.cells] == [c.source for c in theirs.cells], name
         assert [c.get("outputs") for c in ours.cells] == [c.get("outputs") for c in theirs.cells]
@@ -114,8 +122,15 @@ def test_builtin_release_equals_nbgrader():
 def _run(command, cwd):
     # the venv's bin first on PATH, so `nbgrader` is the one installed with this Python
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600,
-                            shell=True, env=dict(os.environ, PATH=path))
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        shell=True,
+        env=dict(os.environ, PATH=path),
+    )
     assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
     return result
 
@@ -130,8 +145,11 @@ def test_documented_builtin_instructor_commands(tmp_path):
     original = _notebook(name)
     submitted = tmp_path / "submitted" / "ada" / name
     shutil.copytree(SOURCE / name, submitted)  # a perfect submission
-    _run(f"{python} -m iwae_np assignments grade {submitted / (name + '.ipynb')} "
-         f"--source {original} --report {tmp_path / 'ada_A3'}", tmp_path)
+    _run(
+        f"{python} -m iwae_np assignments grade {submitted / (name + '.ipynb')} "
+        f"--source {original} --report {tmp_path / 'ada_A3'}",
+        tmp_path,
+    )
     assert json.loads((tmp_path / "ada_A3.json").read_text())["score"] == 10
 
 
@@ -163,7 +181,8 @@ def test_documented_nbgrader_instructor_commands(tmp_path):
     name = "A3_iwae_bound"
     shutil.copytree(SOURCE, tmp_path / "source")
     (tmp_path / "nbgrader_config.py").write_text(
-        "c = get_config()\nc.CourseDirectory.course_id = 'vi101'\n")
+        "c = get_config()\nc.CourseDirectory.course_id = 'vi101'\n"
+    )
     _run(f"nbgrader generate_assignment {name} --force", tmp_path)
     released = tmp_path / "release" / name / f"{name}.ipynb"
     assert "raise NotImplementedError()" in released.read_text()

@@ -33,7 +33,8 @@ def test_decoder_gradients_are_identical_across_estimators(small):
     reference = estimators.gradient(model, theta, x, eps, "iwae")[decoder]
     for estimator in ("stl", "dreg", "piwae"):
         np.testing.assert_array_equal(
-            estimators.gradient(model, theta, x, eps, estimator, m=2)[decoder], reference)
+            estimators.gradient(model, theta, x, eps, estimator, m=2)[decoder], reference
+        )
 
 
 def _paired_encoder_differences(small, estimator, k=5, draws=1000):
@@ -43,8 +44,12 @@ def _paired_encoder_differences(small, estimator, k=5, draws=1000):
     diffs = []
     for _ in range(draws):
         eps = model.draw_eps(rng, k, 4)
-        diffs.append((estimators.gradient(model, theta, x, eps, estimator)
-                      - estimators.gradient(model, theta, x, eps, "iwae"))[encoder])
+        diffs.append(
+            (
+                estimators.gradient(model, theta, x, eps, estimator)
+                - estimators.gradient(model, theta, x, eps, "iwae")
+            )[encoder]
+        )
     diffs = np.array(diffs)
     std = diffs.std(0, ddof=1)
     varies = std > 0  # coordinates where the two estimators ever differ
@@ -76,18 +81,26 @@ def test_snr_trends():
     """Rainforth et al.: IWAE's encoder SNR falls with k, DReG's does not, the decoder's rises."""
     data = iw.data.bars(n=300, size=4, seed=0)
     model = iw.VAE(data.x_dim, 2, hidden=(10,))
-    theta = iw.train.train(model, model.init(0, x=data.x_train), data, k=5, epochs=20, lr=3e-3,
-                           progress=False).theta
+    theta = iw.train.train(
+        model, model.init(0, x=data.x_train), data, k=5, epochs=20, lr=3e-3, progress=False
+    ).theta
     x = data.x_test[:8]
-    snrs = {(e, k): estimators.snr(model, theta, x, e, k, draws=300, seed=1)
-            for e in ("iwae", "dreg") for k in (1, 64)}
-    median = {(e, k, part): np.median(snrs[e, k][part])
-              for (e, k) in snrs for part in ("encoder", "decoder")}
+    snrs = {
+        (e, k): estimators.snr(model, theta, x, e, k, draws=300, seed=1)
+        for e in ("iwae", "dreg")
+        for k in (1, 64)
+    }
+    median = {
+        (e, k, part): np.median(snrs[e, k][part])
+        for (e, k) in snrs
+        for part in ("encoder", "decoder")
+    }
     iwae_slope = np.log(median["iwae", 64, "encoder"] / median["iwae", 1, "encoder"]) / np.log(64)
-    decoder_slope = (np.log(median["iwae", 64, "decoder"] / median["iwae", 1, "decoder"])
-                     / np.log(64))
-    assert -0.8 < iwae_slope < -0.2            # about −1/2
-    assert 0.3 < decoder_slope < 0.8           # about +1/2
+    decoder_slope = np.log(median["iwae", 64, "decoder"] / median["iwae", 1, "decoder"]) / np.log(
+        64
+    )
+    assert -0.8 < iwae_slope < -0.2  # about −1/2
+    assert 0.3 < decoder_slope < 0.8  # about +1/2
     assert median["dreg", 64, "encoder"] > median["dreg", 1, "encoder"]  # does not fall
 
 
@@ -99,8 +112,9 @@ def test_vr_bound_limits_and_ordering():
     np.testing.assert_allclose(iw.vr_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
     # continuous through the switch to the expansion, and close to the ELBO near α = 1
     for a in (1 - 1e-3, 1 - 1e-6, 1 + 1e-6):
-        np.testing.assert_allclose(iw.vr_bound(LOG_W, a - 1e-9), iw.vr_bound(LOG_W, a + 1e-9),
-                                   atol=1e-7)
+        np.testing.assert_allclose(
+            iw.vr_bound(LOG_W, a - 1e-9), iw.vr_bound(LOG_W, a + 1e-9), atol=1e-7
+        )
     np.testing.assert_allclose(iw.vr_bound(LOG_W, 1 - 1e-8), iw.elbo(LOG_W), atol=1e-6)
     # exact at α = 0.5 against a direct high-precision formula
     exact = 2 * (scipy.special.logsumexp(0.5 * LOG_W, axis=0) - np.log(12))
@@ -121,8 +135,9 @@ def test_miwae_and_ciwae_limits_and_orderings():
     assert np.any(iw.miwae_bound(LOG_W, 2) > iw.miwae_bound(LOG_W, 4) + 1e-3)
     np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
     np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.0), iw.iwae_bound(LOG_W), rtol=1e-14)
-    np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.3),
-                               0.3 * iw.elbo(LOG_W) + 0.7 * iw.iwae_bound(LOG_W), rtol=1e-14)
+    np.testing.assert_allclose(
+        iw.ciwae_bound(LOG_W, 0.3), 0.3 * iw.elbo(LOG_W) + 0.7 * iw.iwae_bound(LOG_W), rtol=1e-14
+    )
     with pytest.raises(ValueError, match="^m: expected"):
         iw.miwae_bound(LOG_W, 5)
     with pytest.raises(ValueError, match="^beta: expected"):
@@ -156,11 +171,13 @@ def test_two_layer_log_weights_equal_their_definition():
     h2 = q2[..., :2] + np.exp(q2[..., 2:]) * eps[..., 3:]
     p1 = model.decoder_h1(theta, p, h2)
     logits = model.decode(theta, h1)
-    expected = (st.bernoulli.logpmf(x, scipy.special.expit(logits)).sum(-1)
-                + st.norm.logpdf(h1, p1[..., :3], np.exp(p1[..., 3:])).sum(-1)
-                + st.norm.logpdf(h2).sum(-1)
-                - st.norm.logpdf(h1, m1, np.exp(s1)).sum(-1)
-                - st.norm.logpdf(h2, q2[..., :2], np.exp(q2[..., 2:])).sum(-1))
+    expected = (
+        st.bernoulli.logpmf(x, scipy.special.expit(logits)).sum(-1)
+        + st.norm.logpdf(h1, p1[..., :3], np.exp(p1[..., 3:])).sum(-1)
+        + st.norm.logpdf(h2).sum(-1)
+        - st.norm.logpdf(h1, m1, np.exp(s1)).sum(-1)
+        - st.norm.logpdf(h2, q2[..., :2], np.exp(q2[..., 2:])).sum(-1)
+    )
     np.testing.assert_allclose(model.log_weights(theta, x, eps), expected, rtol=1e-12)
     f = lambda t: np.mean(iw.iwae_bound(model.log_weights(t, x, eps)))
     assert iw.gradcheck(f, theta).passed
@@ -169,8 +186,16 @@ def test_two_layer_log_weights_equal_their_definition():
 def test_two_layer_model_trains_evaluates_and_checkpoints(tmp_path):
     data = iw.data.bars(n=200, size=4, seed=0)
     model = iw.TwoLayerVAE(data.x_dim, 4, 2, hidden1=(16,), hidden2=(8,))
-    result = iw.train.train(model, model.init(0, x=data.x_train), data, k=5, epochs=8, lr=3e-3,
-                            checkpoint=tmp_path / "two.npz", progress=False)
+    result = iw.train.train(
+        model,
+        model.init(0, x=data.x_train),
+        data,
+        k=5,
+        epochs=8,
+        lr=3e-3,
+        checkpoint=tmp_path / "two.npz",
+        progress=False,
+    )
     assert result.history[-1]["test_bound"] > result.history[0]["test_bound"]
     log_px = iw.evaluate.log_marginal(model, result.theta, data.x_test, k=500)
     elbo = iw.evaluate.expected_bound(model, result.theta, data.x_test, "elbo", 1, replicates=50)
@@ -198,8 +223,10 @@ def test_semi_amortized_gradient_flows_through_the_steps():
     np.testing.assert_allclose(no_steps, iw.elbo(model.log_weights(theta, x, eps[-1])), rtol=1e-12)
     # SVI: from the prior, and λ_K constant for the model, so the encoder gets no gradient
     import autograd
-    svi = lambda t: anp.mean(iw.semi_amortized.semi_amortized_elbo(model, t, x, eps, 0.1,
-                                                                    False, False))
+
+    svi = lambda t: anp.mean(
+        iw.semi_amortized.semi_amortized_elbo(model, t, x, eps, 0.1, False, False)
+    )
     g = autograd.grad(svi)(theta)
     assert np.all(g[model.layout.mask("encoder.")] == 0) and np.any(g != 0)
 
@@ -221,10 +248,12 @@ def test_piwae_encoder_gradient_is_the_miwae_gradient(small):
     model, theta, x = small
     eps = model.draw_eps(np.random.default_rng(5), 6, 4)
     encoder = model.layout.mask("encoder.")
-    miwae = autograd.grad(
-        lambda t: anp.mean(iw.miwae_bound(model.log_weights(t, x, eps), 3)))(theta)
-    np.testing.assert_allclose(estimators.gradient(model, theta, x, eps, "piwae", m=3)[encoder],
-                               miwae[encoder], rtol=1e-12)
+    miwae = autograd.grad(lambda t: anp.mean(iw.miwae_bound(model.log_weights(t, x, eps), 3)))(
+        theta
+    )
+    np.testing.assert_allclose(
+        estimators.gradient(model, theta, x, eps, "piwae", m=3)[encoder], miwae[encoder], rtol=1e-12
+    )
 
 
 @pytest.mark.slow

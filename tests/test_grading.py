@@ -54,16 +54,19 @@ def good_log_weights(model, theta, x, eps):
     return good_bernoulli(x, logits) + good_normal(z, 0.0, 0.0) - good_normal(z, mean, log_std)
 
 
-@pytest.mark.parametrize("check,student", [
-    (a1.check_normal_logpdf, good_normal),
-    (a1.check_bernoulli_logpmf, good_bernoulli),
-    (a1.check_logsumexp, good_logsumexp),
-    (a2.check_elbo_estimate, good_elbo),
-    (a3.check_iwae_bound, good_iwae),
-    (a3.check_normalized_weights, good_weights),
-    (a3.check_iwae_gradient, good_iwae_gradient),
-    (a4.check_log_weights, good_log_weights),
-])
+@pytest.mark.parametrize(
+    "check,student",
+    [
+        (a1.check_normal_logpdf, good_normal),
+        (a1.check_bernoulli_logpmf, good_bernoulli),
+        (a1.check_logsumexp, good_logsumexp),
+        (a2.check_elbo_estimate, good_elbo),
+        (a3.check_iwae_bound, good_iwae),
+        (a3.check_normalized_weights, good_weights),
+        (a3.check_iwae_gradient, good_iwae_gradient),
+        (a4.check_log_weights, good_log_weights),
+    ],
+)
 def test_correct_answers_pass(check, student):
     result = check(student)
     assert result.passed, str(result)
@@ -136,19 +139,37 @@ CATALOGUE = [
     ("naive IWAE bound that overflows", a3.check_iwae_bound, iwae_naive, "subtracting the maximum"),
     ("missing log k", a3.check_iwae_bound, iwae_missing_log_k, "off by exactly log k"),
     ("mean over the wrong axis", a3.check_iwae_bound, iwae_wrong_axis, "reduce over axis 0"),
-    ("dropped log_std term", a1.check_normal_logpdf, normal_dropped_log_std,
-     "−log σ term is missing"),
-    ("density of ε used for q(z|x) in the ELBO", a2.check_elbo_estimate, elbo_density_of_eps,
-     "density of ε"),
-    ("density of ε used for q(z|x) in log-weights", a4.check_log_weights,
-     log_weights_density_of_eps,
-     "density of ε"),
-    ("encoder run k times with different results", a4.check_log_weights,
-     log_weights_encoder_k_times,
-     "must be the same for every sample"),
+    (
+        "dropped log_std term",
+        a1.check_normal_logpdf,
+        normal_dropped_log_std,
+        "−log σ term is missing",
+    ),
+    (
+        "density of ε used for q(z|x) in the ELBO",
+        a2.check_elbo_estimate,
+        elbo_density_of_eps,
+        "density of ε",
+    ),
+    (
+        "density of ε used for q(z|x) in log-weights",
+        a4.check_log_weights,
+        log_weights_density_of_eps,
+        "density of ε",
+    ),
+    (
+        "encoder run k times with different results",
+        a4.check_log_weights,
+        log_weights_encoder_k_times,
+        "must be the same for every sample",
+    ),
     ("gradient with a sign error", a3.check_iwae_gradient, iwae_gradient_sign_error, "sign error"),
-    ("ELBO gradient instead of IWAE gradient", a3.check_iwae_gradient, iwae_gradient_uniform,
-     "normalized weight"),
+    (
+        "ELBO gradient instead of IWAE gradient",
+        a3.check_iwae_gradient,
+        iwae_gradient_uniform,
+        "normalized weight",
+    ),
 ]
 
 

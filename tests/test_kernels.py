@@ -11,8 +11,9 @@ import iwae_np as iw
 from iwae_np import distributions, kernels, nets, params
 
 # relu and sum are piecewise linear: their HVP is zero, and autograd says so with a warning
-pytestmark = pytest.mark.filterwarnings("ignore:Output seems independent of input",
-                                        "ignore:overflow encountered:RuntimeWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Output seems independent of input", "ignore:overflow encountered:RuntimeWarning"
+)
 
 TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-5)}
 
@@ -23,6 +24,8 @@ def _close(actual, desired, dtype):
     tol = TOL[np.dtype(dtype).type]
     scale = float(np.max(np.abs(desired))) if np.size(desired) else 1.0
     np.testing.assert_allclose(actual, desired, rtol=tol["rtol"], atol=tol["atol"] * max(1, scale))
+
+
 DTYPES = (np.float64, np.float32)
 
 
@@ -53,9 +56,12 @@ def test_activation_kernels_equal_their_references(name, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bernoulli_kernel_equals_the_reference_formula(dtype):
     x = (np.random.default_rng(3).random((4, 5)) < 0.4).astype(dtype)  # (n, d) against (k, n, d)
-    _assert_same_function(lambda logits: kernels.bernoulli_logpmf(x, logits),
-                          lambda logits: distributions.bernoulli_logpmf(x, logits),
-                          _inputs(dtype), dtype)
+    _assert_same_function(
+        lambda logits: kernels.bernoulli_logpmf(x, logits),
+        lambda logits: distributions.bernoulli_logpmf(x, logits),
+        _inputs(dtype),
+        dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -85,8 +91,9 @@ def test_dense_kernel_equals_the_reference_layer(activation, dtype):
     act = {None: lambda a: a, **nets.ACTIVATIONS}[activation]
 
     def reference(t, v):
-        return act(anp.dot(v, params.block(t, *layout.blocks["W"]))
-                   + params.block(t, *layout.blocks["b"]))
+        return act(
+            anp.dot(v, params.block(t, *layout.blocks["W"])) + params.block(t, *layout.blocks["b"])
+        )
 
     def fast(t, v):
         return kernels.dense(t, v, layout.blocks["W"], layout.blocks["b"], activation)
@@ -106,6 +113,7 @@ def test_block_kernel_equals_a_plain_slice(dtype):
         def f(t):  # a nonlinear use of two blocks, so second derivatives are non-trivial
             W, b = read(t, *layout.blocks["W"]), read(t, *layout.blocks["b"])
             return anp.tanh(anp.dot(anp.ones(3, dtype=dtype), W) * b)
+
         return f
 
     _assert_same_function(model(kernels.block), model(params.block), theta, dtype)

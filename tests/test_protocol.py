@@ -116,12 +116,16 @@ def test_log_joint_and_log_weights_agree(case):
     log_q = st.norm.logpdf(z_layers[0], mean1, np.exp(log_std1)).sum(-1)
     if len(model.layer_dims) == 2:  # q(h2|h1), from the network named in the layout
         out = model.encoder_h2(theta, model.layout, z_layers[0])
-        mean2, log_std2 = out[..., :model.h2_dim], out[..., model.h2_dim:]
+        mean2, log_std2 = out[..., : model.h2_dim], out[..., model.h2_dim :]
         z_layers.append(mean2 + np.exp(log_std2) * eps_layers[1])
         log_q += st.norm.logpdf(z_layers[1], mean2, np.exp(log_std2)).sum(-1)
     z = np.concatenate(z_layers, axis=-1)
-    np.testing.assert_allclose(model.log_joint(theta, x, z) - log_q,
-                               model.log_weights(theta, x, eps), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        model.log_joint(theta, x, z) - log_q,
+        model.log_weights(theta, x, eps),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_two_layer_log_joint_takes_the_full_latent():
@@ -149,7 +153,7 @@ def test_stop_q_is_the_path_derivative(case):
         if len(model.layer_dims) == 1:
             return [(mean1, log_std1)]
         out = model.encoder_h2(theta_q, model.layout, h1)
-        return [(mean1, log_std1), (out[..., :model.h2_dim], out[..., model.h2_dim:])]
+        return [(mean1, log_std1), (out[..., : model.h2_dim], out[..., model.h2_dim :])]
 
     def latent(t):
         mean1, log_std1 = model.encode(t, x)
@@ -161,14 +165,15 @@ def test_stop_q_is_the_path_derivative(case):
 
     def path(t, theta_q):
         z = latent(t)
-        log_q = sum(iw.normal_logpdf(layer, mean, log_std)
-                    for layer, (mean, log_std) in zip(z, q_layers(theta_q, z[0]), strict=True))
+        log_q = sum(
+            iw.normal_logpdf(layer, mean, log_std)
+            for layer, (mean, log_std) in zip(z, q_layers(theta_q, z[0]), strict=True)
+        )
         return anp.sum(model.log_joint(t, x, anp.concatenate(z, axis=-1)) - log_q)
 
     eps = np.concatenate(eps_layers, axis=-1)
     stopped = autograd.grad(lambda t: anp.sum(model.log_weights(t, x, eps, stop_q=True)))(theta)
-    np.testing.assert_allclose(stopped, autograd.grad(path)(theta, theta), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(stopped, autograd.grad(path)(theta, theta), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("estimator", estimators.ESTIMATORS)
@@ -178,8 +183,9 @@ def test_every_estimator_runs_and_decoder_gradients_are_identical(case, estimato
     decoder = ~model.layout.mask("encoder.")
     grad = estimators.gradient(model, theta, x, eps, estimator, m=2)
     assert grad.shape == theta.shape and np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[decoder],
-                                  estimators.gradient(model, theta, x, eps, "iwae")[decoder])
+    np.testing.assert_array_equal(
+        grad[decoder], estimators.gradient(model, theta, x, eps, "iwae")[decoder]
+    )
     if estimator != "iwae":  # the encoder's gradient is the estimator's own
         assert np.any(grad[~decoder] != estimators.gradient(model, theta, x, eps, "iwae")[~decoder])
 
@@ -203,8 +209,12 @@ def _encoder_z_scores(model, theta, x, estimator, k, batches, replicates, seed):
     diffs = []
     for _ in range(batches):
         eps = model.draw_eps(rng, k, len(x_rep))
-        diffs.append((estimators.gradient(model, theta, x_rep, eps, estimator)
-                      - estimators.gradient(model, theta, x_rep, eps, "iwae"))[encoder])
+        diffs.append(
+            (
+                estimators.gradient(model, theta, x_rep, eps, estimator)
+                - estimators.gradient(model, theta, x_rep, eps, "iwae")
+            )[encoder]
+        )
     diffs = np.array(diffs)
     std = diffs.std(axis=0, ddof=1)
     varies = std > 0
@@ -215,8 +225,11 @@ def _encoder_z_scores(model, theta, x, estimator, k, batches, replicates, seed):
 @pytest.fixture(scope="module", params=KINDS)
 def tiny(request):
     """A tiny model whose weights vary enough for a wrong path derivative to show."""
-    model = (iw.VAE(X_DIM, 2, hidden=(4,)) if request.param == "VAE"
-             else iw.TwoLayerVAE(X_DIM, 2, 2, hidden1=(4,), hidden2=(4,)))
+    model = (
+        iw.VAE(X_DIM, 2, hidden=(4,))
+        if request.param == "VAE"
+        else iw.TwoLayerVAE(X_DIM, 2, 2, hidden1=(4,), hidden2=(4,))
+    )
     rng = np.random.default_rng(0)
     x = (rng.random((3, X_DIM)) < 0.5) * 1.0
     theta = model.init(0, x=x) + rng.normal(scale=0.5, size=model.layout.size)
@@ -263,9 +276,11 @@ def test_active_units_per_layer(case):
         assert count == np.sum(np.var(model.layer_means(theta, x)[layer], axis=0) > 0.01)
     assert experiments.layer_active_units(model, theta, x) == [
         (evaluate.active_units(model, theta, x, layer=layer)[0], size)
-        for layer, size in enumerate(model.layer_dims)]
-    message = refused(lambda: evaluate.active_units(model, theta, x,
-                                                    layer=len(model.layer_dims)), model)
+        for layer, size in enumerate(model.layer_dims)
+    ]
+    message = refused(
+        lambda: evaluate.active_units(model, theta, x, layer=len(model.layer_dims)), model
+    )
     assert message.startswith("layer: expected a stochastic layer below")
 
 
@@ -301,15 +316,19 @@ def test_a_given_q_works_for_the_vae():
     x = data_for(model)
     theta = model.init(0, x=x)
     lam = model.encode(theta, x)
-    np.testing.assert_allclose(evaluate.log_marginal(model, theta, x, k=50, lam=lam),
-                               evaluate.log_marginal(model, theta, x, k=50), rtol=1e-12)
+    np.testing.assert_allclose(
+        evaluate.log_marginal(model, theta, x, k=50, lam=lam),
+        evaluate.log_marginal(model, theta, x, k=50),
+        rtol=1e-12,
+    )
     assert evaluate.expected_bound(model, theta, x, "elbo", 1, replicates=5, lam=lam).shape == (N,)
     fit = vi.fit_local(model, theta, x, steps=3, eval_replicates=5)
     assert fit.mean.shape == fit.log_std.shape == (N, model.z_dim)
     result, _ = gaps.amortization_gap(model, theta, x, steps=3, replicates=5)
     assert result["gap"].shape == (N,)
-    assert gaps.inference_gaps(model, theta, x, np.zeros(N), steps=3,
-                               replicates=5)["approximation_gap"].shape == (N,)
+    assert gaps.inference_gaps(model, theta, x, np.zeros(N), steps=3, replicates=5)[
+        "approximation_gap"
+    ].shape == (N,)
 
 
 def test_a_given_q_is_refused_for_two_layers():
@@ -322,13 +341,11 @@ def test_a_given_q_is_refused_for_two_layers():
         "log_weights_given": lambda: model.log_weights_given(theta, x, *lam, eps),
         "check_lambda": lambda: model.check_lambda(lam, N),
         "log_marginal lam": lambda: evaluate.log_marginal(model, theta, x, k=5, lam=lam),
-        "expected_bound lam": lambda: evaluate.expected_bound(model, theta, x, "elbo", 1,
-                                                              lam=lam),
+        "expected_bound lam": lambda: evaluate.expected_bound(model, theta, x, "elbo", 1, lam=lam),
         "fit_local": lambda: vi.fit_local(model, theta, x, steps=2),
         "amortization_gap": lambda: gaps.amortization_gap(model, theta, x, steps=2),
         "inference_gaps": lambda: gaps.inference_gaps(model, theta, x, np.zeros(N), steps=2),
-        "classic_vs_amortized": lambda: experiments.classic_vs_amortized(model, theta, x,
-                                                                         steps=2),
+        "classic_vs_amortized": lambda: experiments.classic_vs_amortized(model, theta, x, steps=2),
         "refine": lambda: semi_amortized.refine(model, theta, x, eps[None], 0.1),
     }
     for name, call in calls.items():
@@ -344,23 +361,44 @@ def test_trainer_and_checkpoints(kind, tmp_path):
     model = make_model(kind)
     x = data_for(model, n=20)
     path = tmp_path / "model.npz"
-    result = train(model, model.init(0, x=x), x, k=3, epochs=2, batch_size=10, lr=1e-2,
-                   checkpoint=path, progress=False)
+    result = train(
+        model,
+        model.init(0, x=x),
+        x,
+        k=3,
+        epochs=2,
+        batch_size=10,
+        lr=1e-2,
+        checkpoint=path,
+        progress=False,
+    )
     assert len(result.history) == 2 and np.isfinite(result.history[-1]["train_bound"])
     loaded, theta, metadata = checkpoint.load_model(path)
     assert type(loaded) is type(model) and loaded.config() == model.config()
     assert loaded.layout.to_dict() == model.layout.to_dict() and metadata["epoch"] == 2
     np.testing.assert_array_equal(theta, result.theta)
     # resuming continues exactly where an uninterrupted run would be
-    resumed = train(model, model.init(0, x=x), x, k=3, epochs=3, batch_size=10, lr=1e-2,
-                    checkpoint=path, resume=True, progress=False)
-    straight = train(model, model.init(0, x=x), x, k=3, epochs=3, batch_size=10, lr=1e-2,
-                     progress=False)
+    resumed = train(
+        model,
+        model.init(0, x=x),
+        x,
+        k=3,
+        epochs=3,
+        batch_size=10,
+        lr=1e-2,
+        checkpoint=path,
+        resume=True,
+        progress=False,
+    )
+    straight = train(
+        model, model.init(0, x=x), x, k=3, epochs=3, batch_size=10, lr=1e-2, progress=False
+    )
     np.testing.assert_array_equal(resumed.theta, straight.theta)
     # encoder-only training leaves all of p alone, every layer of it
     theta0 = model.init(0, x=x)
-    encoder_only = train(model, theta0, x, k=3, epochs=1, batch_size=10, update="encoder",
-                         progress=False).theta
+    encoder_only = train(
+        model, theta0, x, k=3, epochs=1, batch_size=10, update="encoder", progress=False
+    ).theta
     decoder = ~model.layout.mask("encoder.")
     np.testing.assert_array_equal(encoder_only[decoder], theta0[decoder])
     assert np.any(encoder_only[~decoder] != theta0[~decoder])
@@ -369,8 +407,18 @@ def test_trainer_and_checkpoints(kind, tmp_path):
 def test_trainer_refuses_a_semi_amortized_objective_for_two_layers():
     model = make_model("TwoLayerVAE")
     x = data_for(model, n=10)
-    refused(lambda: train(model, model.init(0, x=x), x, objective=semi_amortized.sa_elbo(1),
-                          k=1, epochs=1, progress=False), model)
+    refused(
+        lambda: train(
+            model,
+            model.init(0, x=x),
+            x,
+            objective=semi_amortized.sa_elbo(1),
+            k=1,
+            epochs=1,
+            progress=False,
+        ),
+        model,
+    )
 
 
 # ------------------------------------------------------------------ the command line's tables
@@ -402,12 +450,16 @@ def test_family_table_for_both_models():
 @pytest.mark.parametrize("kind", KINDS)
 def test_cli_evaluate_prints_active_units_per_layer(kind, tmp_path, capsys):
     data = iw.data.load("bars", seed=0)  # what the command loads: 64 pixels
-    model = (iw.VAE(data.x_dim, 4, hidden=(8,)) if kind == "VAE"
-             else iw.TwoLayerVAE(data.x_dim, 4, 2, hidden1=(8,), hidden2=(4,)))
+    model = (
+        iw.VAE(data.x_dim, 4, hidden=(8,))
+        if kind == "VAE"
+        else iw.TwoLayerVAE(data.x_dim, 4, 2, hidden1=(8,), hidden2=(4,))
+    )
     path = tmp_path / "model.npz"
     checkpoint.save(path, model, {"theta": model.init(0, x=data.x_train)}, {"epoch": 0})
-    args = cli.build_parser().parse_args(["evaluate", "--checkpoint", str(path), "--quiet",
-                                          "--points", "20", "--k", "10"])
+    args = cli.build_parser().parse_args(
+        ["evaluate", "--checkpoint", str(path), "--quiet", "--points", "20", "--k", "10"]
+    )
     assert cli.run_evaluate(args) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     units = line.split("active units: ")[1]

@@ -21,11 +21,14 @@ def _write_idx(path, array, code):
         f.write(array.astype(array.dtype.newbyteorder(">")).tobytes())
 
 
-@pytest.mark.parametrize(("images", "code", "message"), [
-    (np.arange(10, dtype=np.uint8), 0x08, "28×28 images"),  # a 1-D label file is not images
-    (np.full((2, 28, 28), 300, dtype=np.int16), 0x0B, "pixel values in \\[0, 255\\]"),
-    (np.full((2, 28, 28), np.nan, dtype=np.float32), 0x0D, "pixel values in \\[0, 255\\]"),
-])
+@pytest.mark.parametrize(
+    ("images", "code", "message"),
+    [
+        (np.arange(10, dtype=np.uint8), 0x08, "28×28 images"),  # a 1-D label file is not images
+        (np.full((2, 28, 28), 300, dtype=np.int16), 0x0B, "pixel values in \\[0, 255\\]"),
+        (np.full((2, 28, 28), np.nan, dtype=np.float32), 0x0D, "pixel values in \\[0, 255\\]"),
+    ],
+)
 def test_mnist_refuses_files_that_are_not_28x28_images_of_bytes(tmp_path, images, code, message):
     good = np.zeros((2, 28, 28), dtype=np.uint8)
     _write_idx(tmp_path / "t10k-images-idx3-ubyte", good, 0x08)
@@ -88,8 +91,12 @@ def test_crafted_metadata_is_refused_with_one_named_error(small, tmp_path):
 
 def test_orphaned_temporary_files_are_removed_at_the_next_save(small, tmp_path):
     data, model, theta = small
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     orphan = tmp_path / f".checkpoint-{dead}-abc123.npz"
     orphan.write_bytes(b"half a checkpoint")
     mine = tmp_path / f".checkpoint-{os.getpid()}-inflight.npz"  # a live writer's: kept
@@ -112,23 +119,40 @@ def test_a_run_that_blows_up_stops_before_writing_a_bad_checkpoint(small, tmp_pa
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "iwae_np", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "iwae_np", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["train", "--checkpoint", "{tmp}"], 2, "checkpoint: expected a file path, got the folder"),
-    (["train", "--checkpoint", ""], 2, "checkpoint: expected a file path, got an empty string"),
-    (["train", "--checkpoint", "{tmp}/a_file/m.npz"], 2, "checkpoint: expected a folder"),
-    (["train", "--hidden", "100000", "100000", "--checkpoint", "{tmp}/m.npz"], 3,
-     "not enough memory"),
-    (["demo", "--out", "{tmp}/a_file"], 2, "out: expected a folder, got the file"),
-    (["demo", "--k-eval", "1000000000"], 2, "k_eval: expected at most 100000"),
-    (["bench", "--no-torch", "--json", "{tmp}/missing/b.json"], 2,
-     "json: expected an existing folder"),
-    (["assignments", "release", "{tmp}/src", "{tmp}/src/out"], 2,
-     "out: expected a folder outside the source"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["train", "--checkpoint", "{tmp}"], 2, "checkpoint: expected a file path, got the folder"),
+        (["train", "--checkpoint", ""], 2, "checkpoint: expected a file path, got an empty string"),
+        (["train", "--checkpoint", "{tmp}/a_file/m.npz"], 2, "checkpoint: expected a folder"),
+        (
+            ["train", "--hidden", "100000", "100000", "--checkpoint", "{tmp}/m.npz"],
+            3,
+            "not enough memory",
+        ),
+        (["demo", "--out", "{tmp}/a_file"], 2, "out: expected a folder, got the file"),
+        (["demo", "--k-eval", "1000000000"], 2, "k_eval: expected at most 100000"),
+        (
+            ["bench", "--no-torch", "--json", "{tmp}/missing/b.json"],
+            2,
+            "json: expected an existing folder",
+        ),
+        (
+            ["assignments", "release", "{tmp}/src", "{tmp}/src/out"],
+            2,
+            "out: expected a folder outside the source",
+        ),
+    ],
+)
 def test_cli_answers_file_and_resource_faults_in_one_line(tmp_path, args, code, message):
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "src").mkdir()
@@ -140,8 +164,16 @@ def test_cli_answers_file_and_resource_faults_in_one_line(tmp_path, args, code, 
 
 
 def test_cli_divergence_is_one_line_without_warnings(tmp_path):
-    result = _cli("train", "--lr", "1e308", "--epochs", "2", "--quiet", "--checkpoint",
-                  str(tmp_path / "m.npz"))
+    result = _cli(
+        "train",
+        "--lr",
+        "1e308",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--checkpoint",
+        str(tmp_path / "m.npz"),
+    )
     assert result.returncode == 1
     assert "RuntimeWarning" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "not finite" in result.stderr

@@ -42,12 +42,27 @@ def test_resume_continues_bit_for_bit(setup, tmp_path):
     strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
     assert strip(resumed.history) == strip(uninterrupted.history)
     # dynamic binarization draws from the training stream too: still exact
-    data = datasets.Dataset("grey", setup[0].x_train, setup[0].x_test, "bernoulli",
-                            probs_train=0.2 + 0.6 * setup[0].x_train)
+    data = datasets.Dataset(
+        "grey",
+        setup[0].x_train,
+        setup[0].x_test,
+        "bernoulli",
+        probs_train=0.2 + 0.6 * setup[0].x_train,
+    )
     full = train.train(setup[1], setup[2], data, k=2, epochs=3, progress=False)
-    train.train(setup[1], setup[2], data, k=2, epochs=1, checkpoint=tmp_path / "g.npz", progress=False)
-    again = train.train(setup[1], setup[2], data, k=2, epochs=3, checkpoint=tmp_path / "g.npz",
-                        resume=True, progress=False)
+    train.train(
+        setup[1], setup[2], data, k=2, epochs=1, checkpoint=tmp_path / "g.npz", progress=False
+    )
+    again = train.train(
+        setup[1],
+        setup[2],
+        data,
+        k=2,
+        epochs=3,
+        checkpoint=tmp_path / "g.npz",
+        resume=True,
+        progress=False,
+    )
     np.testing.assert_array_equal(full.theta, again.theta)
 
 
@@ -76,8 +91,12 @@ def test_loading_bad_checkpoints_names_the_problem(setup, tmp_path):
     flipped[len(raw) // 3] ^= 0xFF
     (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
     np.savez(tmp_path / "foreign.npz", theta=np.zeros(3))
-    cases = {"missing.npz": "no such file", "truncated.npz": "truncated or corrupt",
-             "flipped.npz": "corrupt", "foreign.npz": "not an iwae_np checkpoint"}
+    cases = {
+        "missing.npz": "no such file",
+        "truncated.npz": "truncated or corrupt",
+        "flipped.npz": "corrupt",
+        "foreign.npz": "not an iwae_np checkpoint",
+    }
     for name, phrase in cases.items():
         with pytest.raises(ValueError, match=f"checkpoint: .*{phrase}"):
             checkpoint.load(tmp_path / name, model)
@@ -117,7 +136,10 @@ def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(setup, 
     before = path.read_bytes()
     broken = theta.copy()
     broken[model.layout.slice("decoder.1.b")] = 1e308  # logits overflow: the bound turns non-finite
-    with pytest.raises(train.TrainingDiverged) as info, np.errstate(over="ignore", invalid="ignore"):
+    with (
+        pytest.raises(train.TrainingDiverged) as info,
+        np.errstate(over="ignore", invalid="ignore"),
+    ):
         train.train(model, broken, data, epochs=2, checkpoint=path, progress=False)
     message = str(info.value)
     assert "epoch 1, step 1" in message and "not finite" in message
@@ -155,10 +177,16 @@ def test_float32_training_stays_float32(setup):
 
 def test_bad_training_arguments(setup):
     data, model, theta = setup
-    for kwargs, argument in (({"k": 0}, "k"), ({"epochs": -1}, "epochs"), ({"lr": 0.0}, "lr"),
-                             ({"objective": "kl"}, "objective"), ({"update": "decoder"}, "update"),
-                             ({"batch_size": 0}, "batch_size"), ({"clip_norm": -1.0}, "clip_norm"),
-                             ({"resume": True}, "checkpoint")):
+    for kwargs, argument in (
+        ({"k": 0}, "k"),
+        ({"epochs": -1}, "epochs"),
+        ({"lr": 0.0}, "lr"),
+        ({"objective": "kl"}, "objective"),
+        ({"update": "decoder"}, "update"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"clip_norm": -1.0}, "clip_norm"),
+        ({"resume": True}, "checkpoint"),
+    ):
         with pytest.raises(ValueError, match=f"^{argument}: expected"):
             train.train(model, theta, data, progress=False, **kwargs)
 
@@ -167,9 +195,14 @@ def test_figure_data_is_deterministic(setup):
     from iwae_np.app import experiments
 
     data = setup[0]
-    runs = [experiments.train_family(data, ks=(1, 3), z_dim=2, hidden=(8,), epochs=2, progress=False)
-            for _ in range(2)]
-    curves = [experiments.bound_curves(trained, data.x_test, ks=(1, 4, 16), samples=32) for trained in runs]
+    runs = [
+        experiments.train_family(data, ks=(1, 3), z_dim=2, hidden=(8,), epochs=2, progress=False)
+        for _ in range(2)
+    ]
+    curves = [
+        experiments.bound_curves(trained, data.x_test, ks=(1, 4, 16), samples=32)
+        for trained in runs
+    ]
     assert curves[0] == curves[1]
     for label in runs[0]:
         np.testing.assert_array_equal(runs[0][label][1].theta, runs[1][label][1].theta)

@@ -40,6 +40,7 @@ def _int_at_least(minimum):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -55,7 +56,13 @@ def _positive_float(text):
 
 # Exit codes, as the README states them.
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_FILES, EXIT_INTERRUPTED = (
-    0, 1, 2, 3, 4, 130)
+    0,
+    1,
+    2,
+    3,
+    4,
+    130,
+)
 MAX_K_EVAL = 100_000  # beyond this, log p(x) moves less than its Monte Carlo error, for hours
 
 
@@ -73,8 +80,9 @@ def _writable_folder(name, folder, create):
         raise ValueError(f"{name}: expected a folder, got the file {folder!r}")
     if not os.path.exists(folder):
         if not create:
-            raise ValueError(f"{name}: expected an existing folder, got {folder!r} (no such "
-                             f"folder)")
+            raise ValueError(
+                f"{name}: expected an existing folder, got {folder!r} (no such folder)"
+            )
         os.makedirs(folder, exist_ok=True)  # an OSError here is reported as a file error
     if not os.access(folder, os.W_OK):
         raise ValueError(f"{name}: expected a folder this user can write to, got {folder!r}")
@@ -97,13 +105,15 @@ def _check_training_memory(x_dim, z_dim, hidden, k, batch_size):
     state (about 6 copies), and the step's activations and their gradients (about 4 copies of
     k·batch rows over every layer's width), in float64."""
     widths = [x_dim, *hidden, 2 * z_dim, z_dim, *hidden[::-1], x_dim]
-    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     needed = 8 * (6 * parameters + 4 * k * batch_size * sum(widths))
     available = _available_bytes()
     if available is not None and needed > available:
-        raise MemoryError(f"expected a model and step that fit in memory, got one that needs "
-                          f"about {needed / 2**30:.1f} GiB with {available / 2**30:.1f} GiB "
-                          f"available (lower --hidden, --k or --batch-size)")
+        raise MemoryError(
+            f"expected a model and step that fit in memory, got one that needs "
+            f"about {needed / 2**30:.1f} GiB with {available / 2**30:.1f} GiB "
+            f"available (lower --hidden, --k or --batch-size)"
+        )
 
 
 def _existing_file(text):
@@ -135,8 +145,7 @@ def run_demo(args):
     _writable_folder("out", args.out, create=True)
     if args.k_eval > MAX_K_EVAL:
         raise ValueError(f"k_eval: expected at most {MAX_K_EVAL}, got {args.k_eval}")
-    _check_training_memory(784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden,
-                           50, 20)
+    _check_training_memory(784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden, 50, 20)
     from . import experiments as ex
     from . import tables
 
@@ -144,18 +153,30 @@ def run_demo(args):
     epochs = args.epochs if args.epochs is not None else (30 if args.quick else 200)
     data, x_eval = _demo_data(args)
 
-    trained = ex.train_family(data, ks=(1, 5, 50), z_dim=args.z_dim, hidden=tuple(args.hidden),
-                              epochs=epochs, lr=args.lr, seed=args.seed, progress=not args.quiet)
-    rows = ex.evaluate_family(trained, x_eval, k_eval=args.k_eval, seed=args.seed,
-                              progress=not args.quiet)
+    trained = ex.train_family(
+        data,
+        ks=(1, 5, 50),
+        z_dim=args.z_dim,
+        hidden=tuple(args.hidden),
+        epochs=epochs,
+        lr=args.lr,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    rows = ex.evaluate_family(
+        trained, x_eval, k_eval=args.k_eval, seed=args.seed, progress=not args.quiet
+    )
     vae_model, vae = trained[ex.family_label(1)]
-    comparison = ex.classic_vs_amortized(vae_model, vae.theta, x_eval,
-                                         steps=500 if args.quick else 1000, seed=args.seed)
+    comparison = ex.classic_vs_amortized(
+        vae_model, vae.theta, x_eval, steps=500 if args.quick else 1000, seed=args.seed
+    )
     ks = [1, 2, 5, 10, 50, 200, 1000]
     curves = ex.bound_curves(trained, x_eval, ks, seed=args.seed)
 
-    print(f"\nVAE vs IWAE, same architecture (x-{'-'.join(map(str, args.hidden))}-{args.z_dim}), "
-          f"{epochs} epochs, test points: {len(x_eval)}")
+    print(
+        f"\nVAE vs IWAE, same architecture (x-{'-'.join(map(str, args.hidden))}-{args.z_dim}), "
+        f"{epochs} epochs, test points: {len(x_eval)}"
+    )
     print(tables.family_table(rows, args.k_eval))
     print(f"\nClassic vs amortized inference for {len(x_eval)} new points (the VAE's decoder):")
     print(tables.classic_vs_amortized_table(comparison))
@@ -170,12 +191,16 @@ def _demo_data(args):
     """The demo's data set and held-out points, announced in one line."""
     data = _load_data(args)
     if data.likelihood != "bernoulli":
-        raise ValueError(f"dataset: expected a binary image set for the demo (bars, digits, "
-                         f"mnist), got {args.dataset!r}")
+        raise ValueError(
+            f"dataset: expected a binary image set for the demo (bars, digits, "
+            f"mnist), got {args.dataset!r}"
+        )
     n_eval = min(len(data.x_test), 100 if args.quick else 500)
     os.makedirs(args.out, exist_ok=True)
-    print(f"iwae_np demo on {data.name}: {len(data.x_train)} training and {n_eval} held-out "
-          f"points, {data.x_dim} pixels; figures go to {os.path.abspath(args.out)}/")
+    print(
+        f"iwae_np demo on {data.name}: {len(data.x_train)} training and {n_eval} held-out "
+        f"points, {data.x_dim} pixels; figures go to {os.path.abspath(args.out)}/"
+    )
     return data, data.x_test[:n_eval]
 
 
@@ -186,15 +211,25 @@ def _demo_figures(args, data, x_eval, trained, comparison, ks, curves):
     from . import plots
 
     histories = {label: result.history for label, (_, result) in trained.items()}
-    samples = {label: model.sample(result.theta, np.random.default_rng(args.seed), 10)[0]
-               for label, (model, result) in trained.items()}
+    samples = {
+        label: model.sample(result.theta, np.random.default_rng(args.seed), 10)[0]
+        for label, (model, result) in trained.items()
+    }
     return [
         _save(plots.training_curves(histories), args.out, "training_curves.png"),
         _save(plots.bound_vs_k(ks, curves), args.out, "bound_vs_k.png"),
-        _save(plots.image_grid(samples | {"data": x_eval[:10]}, data.image_shape,
-                               "samples from each model"), args.out, "samples.png"),
-        _save(plots.classic_vs_amortized(*comparison["per_point"]), args.out,
-              "classic_vs_amortized.png"),
+        _save(
+            plots.image_grid(
+                samples | {"data": x_eval[:10]}, data.image_shape, "samples from each model"
+            ),
+            args.out,
+            "samples.png",
+        ),
+        _save(
+            plots.classic_vs_amortized(*comparison["per_point"]),
+            args.out,
+            "classic_vs_amortized.png",
+        ),
     ]
 
 
@@ -203,22 +238,36 @@ def _demo_figures(args, data, x_eval, trained, comparison, ks, curves):
 
 def run_train(args):
     _writable_file("checkpoint", args.checkpoint)
-    _check_training_memory(784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden,
-                           args.k, args.batch_size)
+    _check_training_memory(
+        784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden, args.k, args.batch_size
+    )
     from ..models import VAE
     from ..train import train
 
     data = _load_data(args)
     model = VAE(data.x_dim, args.z_dim, hidden=tuple(args.hidden), likelihood=data.likelihood)
     theta = model.init(seed=args.seed, x=data.x_train)
-    result = train(model, theta, data, objective=args.objective, k=args.k, epochs=args.epochs,
-                   batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   clip_norm=args.clip_norm, checkpoint=args.checkpoint, resume=args.resume,
-                   progress=not args.quiet)
+    result = train(
+        model,
+        theta,
+        data,
+        objective=args.objective,
+        k=args.k,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        clip_norm=args.clip_norm,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     last = result.history[-1] if result.history else None
     if last is not None:
-        print(f"trained {last['epoch']} epochs; test {args.objective}(k={args.k}) "
-              f"{last['test_bound']:.3f}; checkpoint {args.checkpoint}")
+        print(
+            f"trained {last['epoch']} epochs; test {args.objective}(k={args.k}) "
+            f"{last['test_bound']:.3f}; checkpoint {args.checkpoint}"
+        )
     return 0
 
 
@@ -245,8 +294,9 @@ def run_compare(args):
 
     model, theta, _ = load_model(args.checkpoint)
     data = _load_data(args)
-    result = ex.classic_vs_amortized(model, theta, data.x_test[: args.points], steps=args.steps,
-                                     seed=args.seed)
+    result = ex.classic_vs_amortized(
+        model, theta, data.x_test[: args.points], steps=args.steps, seed=args.seed
+    )
     print(tables.comparison_lines(result))
     return 0
 
@@ -255,14 +305,19 @@ def run_gaps(args):
     from . import experiments as ex
     from . import tables
 
-    rows = [ex.toy_gaps(name, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-            for name in args.toys]
+    rows = [
+        ex.toy_gaps(name, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+        for name in args.toys
+    ]
     if args.trained:
         from ..data import bars
 
         rows.append(ex.trained_model_gaps(bars(n=1000, seed=args.seed), seed=args.seed))
-    print("Inference gaps: toys with exact log p(x) (encoder trained for the true decoder)"
-          + ("; a trained VAE with log p(x) estimated at k=5000" if args.trained else "") + ":")
+    print(
+        "Inference gaps: toys with exact log p(x) (encoder trained for the true decoder)"
+        + ("; a trained VAE with log p(x) estimated at k=5000" if args.trained else "")
+        + ":"
+    )
     print(tables.gaps_table(rows))
     return 0
 
@@ -274,8 +329,13 @@ def run_bench(args):
 
     if args.json:
         _writable_file("json", args.json, create_folder=False)  # now, not after the run
-    result = bench.run(repeats=args.repeats, rounds=args.rounds, quick=args.quick,
-                       use_torch=not args.no_torch, threads=args.threads)
+    result = bench.run(
+        repeats=args.repeats,
+        rounds=args.rounds,
+        quick=args.quick,
+        use_torch=not args.no_torch,
+        threads=args.threads,
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -304,31 +364,47 @@ def run_assignments(args):
 
 
 def build_parser():
-    parser = _Parser(prog="iwae_np", description="Variational inference and the IWAE bound, "
-                     "from scratch in NumPy.")
+    parser = _Parser(
+        prog="iwae_np",
+        description="Variational inference and the IWAE bound, from scratch in NumPy.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
 
     def common(sub, dataset_default="bars"):
-        sub.add_argument("--dataset", choices=DATASETS, default=dataset_default,
-                         help=f"data set (default {dataset_default})")
+        sub.add_argument(
+            "--dataset",
+            choices=DATASETS,
+            default=dataset_default,
+            help=f"data set (default {dataset_default})",
+        )
         sub.add_argument("--mnist-path", help="folder with the MNIST IDX files (--dataset mnist)")
         sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def architecture(sub):
         sub.add_argument("--z-dim", type=_int_at_least(1), default=10, help="latent size")
-        sub.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=[64, 64],
-                         help="hidden layer sizes (default 64 64)")
+        sub.add_argument(
+            "--hidden",
+            type=_int_at_least(1),
+            nargs="+",
+            default=[64, 64],
+            help="hidden layer sizes (default 64 64)",
+        )
         sub.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step size")
 
     demo = commands.add_parser("demo", help="the main job: VAE vs IWAE, classic vs amortized")
     common(demo)
     architecture(demo)
     demo.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    demo.add_argument("--epochs", type=_int_at_least(0),
-                      help="epochs (default 200; 30 with --quick)")
-    demo.add_argument("--k-eval", type=_int_at_least(1), default=5000,
-                      help="samples for test log p(x) (default 5000)")
+    demo.add_argument(
+        "--epochs", type=_int_at_least(0), help="epochs (default 200; 30 with --quick)"
+    )
+    demo.add_argument(
+        "--k-eval",
+        type=_int_at_least(1),
+        default=5000,
+        help="samples for test log p(x) (default 5000)",
+    )
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"figure folder (default {DEFAULT_OUT})")
     demo.set_defaults(run=run_demo)
 
@@ -346,38 +422,53 @@ def build_parser():
 
     bench = commands.add_parser("bench", help="speed, side by side with PyTorch if installed")
     bench.add_argument("--repeats", type=_int_at_least(1), default=15, help="timings per round")
-    bench.add_argument("--rounds", type=_int_at_least(1), default=3,
-                       help="alternations per workload")
+    bench.add_argument(
+        "--rounds", type=_int_at_least(1), default=3, help="alternations per workload"
+    )
     bench.add_argument("--quick", action="store_true", help="fewer points for W3")
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    bench.add_argument("--threads", type=_int_at_least(1),
-                       help="threads per side (default: all cores)")
+    bench.add_argument(
+        "--threads", type=_int_at_least(1), help="threads per side (default: all cores)"
+    )
     bench.add_argument("--json", help="also write the results to this file")
     bench.set_defaults(run=run_bench)
 
-    assignments = commands.add_parser("assignments",
-                                      help="release student copies, grade submissions")
-    actions = assignments.add_subparsers(dest="action", metavar="action", parser_class=_Parser,
-                                         required=True)
-    release = actions.add_parser("release",
-                                 help="student copies: solutions and hidden tests removed")
+    assignments = commands.add_parser(
+        "assignments", help="release student copies, grade submissions"
+    )
+    actions = assignments.add_subparsers(
+        dest="action", metavar="action", parser_class=_Parser, required=True
+    )
+    release = actions.add_parser(
+        "release", help="student copies: solutions and hidden tests removed"
+    )
     release.add_argument("source", help="folder of assignment notebooks (e.g. lessons/assignments)")
     release.add_argument("out", help="folder to write the student copies to")
     grade = actions.add_parser("grade", help="run a submitted notebook and score its graded cells")
     grade.add_argument("notebook", type=_existing_file, help="a submitted .ipynb")
-    grade.add_argument("--source", type=_existing_file,
-                       help="the original assignment .ipynb: its graded cells (with hidden tests) "
-                            "replace the submission's")
-    grade.add_argument("--report", help="file stem for the JSON and text report "
-                       "(default: next to the notebook, NAME_grade)")
+    grade.add_argument(
+        "--source",
+        type=_existing_file,
+        help="the original assignment .ipynb: its graded cells (with hidden tests) "
+        "replace the submission's",
+    )
+    grade.add_argument(
+        "--report",
+        help="file stem for the JSON and text report (default: next to the notebook, NAME_grade)",
+    )
     assignments.set_defaults(run=run_assignments)
 
     gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
-    gaps.add_argument("--toys", nargs="+", choices=("banana", "linear"),
-                      default=["linear", "banana"])
+    gaps.add_argument(
+        "--toys", nargs="+", choices=("banana", "linear"), default=["linear", "banana"]
+    )
     gaps.add_argument("--epochs", type=_int_at_least(0), default=200)
-    gaps.add_argument("--no-trained", dest="trained", action="store_false",
-                      help="skip the trained VAE on bars (log p(x) estimated with k=5000)")
+    gaps.add_argument(
+        "--no-trained",
+        dest="trained",
+        action="store_false",
+        help="skip the trained VAE on bars (log p(x) estimated with k=5000)",
+    )
     gaps.add_argument("--seed", type=int, default=0)
     gaps.add_argument("--quiet", action="store_true")
     gaps.set_defaults(run=run_gaps)
@@ -386,8 +477,12 @@ def build_parser():
         sub = commands.add_parser(name, help=help)
         common(sub)
         sub.add_argument("--checkpoint", type=_existing_file, required=True)
-        sub.add_argument("--points", type=_int_at_least(1), default=points,
-                         help=f"test points to use (default {points})")
+        sub.add_argument(
+            "--points",
+            type=_int_at_least(1),
+            default=points,
+            help=f"test points to use (default {points})",
+        )
         sub.set_defaults(run=run)
         return sub
 

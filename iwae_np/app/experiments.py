@@ -23,8 +23,17 @@ def family_label(k):
     return "VAE (k=1)" if k == 1 else f"IWAE (k={k})"
 
 
-def train_family(data, ks=(1, 5, 50), z_dim=10, hidden=(64, 64), epochs=20, batch_size=20,
-                 lr=1e-3, seed=0, progress=True):
+def train_family(
+    data,
+    ks=(1, 5, 50),
+    z_dim=10,
+    hidden=(64, 64),
+    epochs=20,
+    batch_size=20,
+    lr=1e-3,
+    seed=0,
+    progress=True,
+):
     """-> {label: (model, TrainResult)}; k = 1 trains the ELBO, k > 1 the IWAE bound L_k."""
     trained = {}
     for k in ks:
@@ -33,8 +42,18 @@ def train_family(data, ks=(1, 5, 50), z_dim=10, hidden=(64, 64), epochs=20, batc
         label = family_label(k)
         if progress:
             print(f"training {label}: {epochs} epochs, {len(data.x_train)} points")
-        result = train(model, theta, data, objective="elbo" if k == 1 else "iwae", k=k,
-                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+        result = train(
+            model,
+            theta,
+            data,
+            objective="elbo" if k == 1 else "iwae",
+            k=k,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+        )
         trained[label] = (model, result)
     return trained
 
@@ -42,8 +61,10 @@ def train_family(data, ks=(1, 5, 50), z_dim=10, hidden=(64, 64), epochs=20, batc
 def layer_active_units(model, theta, x, threshold=0.01):
     """Active units of every stochastic layer, each with its layer's size: [(count, size)],
     bottom layer first (one pair for a VAE, two for a TwoLayerVAE)."""
-    return [(active_units(model, theta, x, threshold, layer=layer)[0], size)
-            for layer, size in enumerate(model.layer_dims)]
+    return [
+        (active_units(model, theta, x, threshold, layer=layer)[0], size)
+        for layer, size in enumerate(model.layer_dims)
+    ]
 
 
 def evaluate_family(trained, x_test, k_eval=5000, seed=0, progress=True):
@@ -58,12 +79,20 @@ def evaluate_family(trained, x_test, k_eval=5000, seed=0, progress=True):
         first = log_px if first is None else first
         # the models see the same test points, so differences get a paired standard error
         difference = log_px - first
-        rows.append({"model": label, "log_px": float(log_px.mean()),
-                     "log_px_se": _standard_error(log_px), "elbo": float(elbo.mean()),
-                     "vs_first": float(difference.mean()),
-                     "vs_first_se": _standard_error(difference),
-                     "active_units": layer_units[0][0], "layer_units": layer_units,
-                     "z_dim": model.z_dim, "train_seconds": result.seconds})
+        rows.append(
+            {
+                "model": label,
+                "log_px": float(log_px.mean()),
+                "log_px_se": _standard_error(log_px),
+                "elbo": float(elbo.mean()),
+                "vs_first": float(difference.mean()),
+                "vs_first_se": _standard_error(difference),
+                "active_units": layer_units[0][0],
+                "layer_units": layer_units,
+                "z_dim": model.z_dim,
+                "train_seconds": result.seconds,
+            }
+        )
     return rows
 
 
@@ -96,22 +125,46 @@ def classic_vs_amortized(model, theta, x, steps=500, lr=0.05, seed=0, replicates
     window = max(1, steps // 50)
     smoothed = np.convolve(fit.history, np.ones(window) / window, mode="valid")
     reached = np.flatnonzero(smoothed >= target)
-    match_seconds = (None if len(reached) == 0
-                     else float(fit.seconds_per_point * (reached[0] + window) / max(1, steps)))
-    return {"points": len(x), "encoder_elbo": target, "classic_elbo": float(fit.bound.mean()),
-            "gap": float(fit.bound.mean() - target), "encoder_seconds_per_point": encoder_seconds,
-            "classic_seconds_per_point": fit.seconds_per_point, "classic_steps": steps,
-            "classic_seconds_to_match": match_seconds,
-            "per_point": (encoder_elbo, fit.bound)}
+    match_seconds = (
+        None
+        if len(reached) == 0
+        else float(fit.seconds_per_point * (reached[0] + window) / max(1, steps))
+    )
+    return {
+        "points": len(x),
+        "encoder_elbo": target,
+        "classic_elbo": float(fit.bound.mean()),
+        "gap": float(fit.bound.mean() - target),
+        "encoder_seconds_per_point": encoder_seconds,
+        "classic_seconds_per_point": fit.seconds_per_point,
+        "classic_steps": steps,
+        "classic_seconds_to_match": match_seconds,
+        "per_point": (encoder_elbo, fit.bound),
+    }
 
 
 def bound_curves(trained, x, ks=(1, 2, 5, 10, 50, 200, 1000), samples=200, seed=0):
     """E[L_k] (mean over points) against k for each trained model: the data of the bound-vs-k
     figure. Each k uses about ``samples`` draws per point (max(1, samples // k) replicates)."""
-    return {label: [float(np.mean(expected_bound(model, result.theta, x, "iwae", k,
-                                                 replicates=max(1, samples // k), seed=seed)))
-                    for k in ks]
-            for label, (model, result) in trained.items()}
+    return {
+        label: [
+            float(
+                np.mean(
+                    expected_bound(
+                        model,
+                        result.theta,
+                        x,
+                        "iwae",
+                        k,
+                        replicates=max(1, samples // k),
+                        seed=seed,
+                    )
+                )
+            )
+            for k in ks
+        ]
+        for label, (model, result) in trained.items()
+    }
 
 
 def train_toy_encoder(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress=False):
@@ -123,15 +176,31 @@ def train_toy_encoder(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0,
 
     toy = banana(n=n, seed=seed) if name == "banana" else linear_gaussian(n=n, seed=seed)
     true = toy.model
-    model = VAE(true.x_dim, true.z_dim, hidden=hidden, decoder_hidden=true.decoder_hidden,
-                likelihood="gaussian")
+    model = VAE(
+        true.x_dim,
+        true.z_dim,
+        hidden=hidden,
+        decoder_hidden=true.decoder_hidden,
+        likelihood="gaussian",
+    )
     theta = model.init(seed=seed)
     for block in true.layout.blocks:  # the true decoder, copied block by block
         if block.startswith("decoder"):
             theta[model.layout.slice(block)] = toy.theta[true.layout.slice(block)]
     x_train, x_test = train_test_split(toy.x, 0.2, seed)
-    result = train(model, theta, x_train, objective="elbo", k=10, epochs=epochs,
-                   batch_size=50, lr=3e-3, seed=seed, update="encoder", progress=progress)
+    result = train(
+        model,
+        theta,
+        x_train,
+        objective="elbo",
+        k=10,
+        epochs=epochs,
+        batch_size=50,
+        lr=3e-3,
+        seed=seed,
+        update="encoder",
+        progress=progress,
+    )
     return toy, model, result.theta, x_train, x_test
 
 
@@ -143,11 +212,17 @@ def toy_gaps(name="banana", n=300, epochs=200, hidden=(32, 32), seed=0, progress
     from ..gaps import inference_gaps
 
     toy, model, theta, _, x_test = train_toy_encoder(name, n, epochs, hidden, seed, progress)
-    log_px = (log_marginal_quadrature(toy.model, toy.theta, x_test) if name == "banana"
-              else toy.log_marginal(x_test))
+    log_px = (
+        log_marginal_quadrature(toy.model, toy.theta, x_test)
+        if name == "banana"
+        else toy.log_marginal(x_test)
+    )
     gaps = inference_gaps(model, theta, x_test, log_px, seed=seed)
-    return {"toy": name, "points": len(x_test),
-            **{key: float(np.mean(value)) for key, value in gaps.items()}}
+    return {
+        "toy": name,
+        "points": len(x_test),
+        **{key: float(np.mean(value)) for key, value in gaps.items()},
+    }
 
 
 def trained_model_gaps(data, epochs=50, z_dim=5, hidden=(32,), k_eval=5000, points=100, seed=0):
@@ -156,20 +231,42 @@ def trained_model_gaps(data, epochs=50, z_dim=5, hidden=(32,), k_eval=5000, poin
     from ..gaps import amortization_gap
 
     model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
-    theta = train(model, model.init(seed=seed, x=data.x_train), data, objective="elbo", k=1,
-                  epochs=epochs, lr=3e-3, seed=seed, progress=False).theta
+    theta = train(
+        model,
+        model.init(seed=seed, x=data.x_train),
+        data,
+        objective="elbo",
+        k=1,
+        epochs=epochs,
+        lr=3e-3,
+        seed=seed,
+        progress=False,
+    ).theta
     x = data.x_test[:points]
     gaps, fit = amortization_gap(model, theta, x, steps=1000, seed=seed)
     log_px = log_marginal(model, theta, x, k=k_eval, seed=seed, lam=(fit.mean, fit.log_std))
-    return {"toy": f"{data.name} VAE (log p(x) at k={k_eval})", "points": len(x),
-            "log_px": float(np.mean(log_px)), "local_elbo": float(np.mean(gaps["local_elbo"])),
-            "encoder_elbo": float(np.mean(gaps["encoder_elbo"])),
-            "approximation_gap": float(np.mean(log_px - gaps["local_elbo"])),
-            "amortization_gap": float(np.mean(gaps["gap"]))}
+    return {
+        "toy": f"{data.name} VAE (log p(x) at k={k_eval})",
+        "points": len(x),
+        "log_px": float(np.mean(log_px)),
+        "local_elbo": float(np.mean(gaps["local_elbo"])),
+        "encoder_elbo": float(np.mean(gaps["encoder_elbo"])),
+        "approximation_gap": float(np.mean(log_px - gaps["local_elbo"])),
+        "amortization_gap": float(np.mean(gaps["gap"])),
+    }
 
 
-def semi_amortized_comparison(data, epochs=30, steps=5, refine_lr=0.1, z_dim=5, hidden=(32,),
-                              k_eval=1000, seed=0, progress=False):
+def semi_amortized_comparison(
+    data,
+    epochs=30,
+    steps=5,
+    refine_lr=0.1,
+    z_dim=5,
+    hidden=(32,),
+    k_eval=1000,
+    seed=0,
+    progress=False,
+):
     """VAE vs semi-amortized VAE (Kim et al. 2018) vs SVI alone, same architecture and epochs.
 
     Each is evaluated on the test set with the q it would use: the encoder's λ (none for SVI), and
@@ -178,23 +275,48 @@ def semi_amortized_comparison(data, epochs=30, steps=5, refine_lr=0.1, z_dim=5, 
     from ..semi_amortized import refine, sa_elbo, svi
 
     rows = []
-    for label, objective in (("VAE", "elbo"), ("SA-VAE", sa_elbo(steps, refine_lr)),
-                             ("SVI", svi(steps, refine_lr))):
+    for label, objective in (
+        ("VAE", "elbo"),
+        ("SA-VAE", sa_elbo(steps, refine_lr)),
+        ("SVI", svi(steps, refine_lr)),
+    ):
         model = VAE(data.x_dim, z_dim, hidden=hidden, likelihood=data.likelihood)
-        result = train(model, model.init(seed=seed, x=data.x_train), data, objective=objective,
-                       k=1, epochs=epochs, lr=3e-3, seed=seed, progress=progress)
+        result = train(
+            model,
+            model.init(seed=seed, x=data.x_train),
+            data,
+            objective=objective,
+            k=1,
+            epochs=epochs,
+            lr=3e-3,
+            seed=seed,
+            progress=progress,
+        )
         x = data.x_test
         from_encoder = label != "SVI"
         eps = np.random.default_rng(seed).standard_normal((steps, 1, len(x), z_dim))
         lam = refine(model, result.theta, x, eps, refine_lr, from_encoder=from_encoder)
         refined = (lam[:, :z_dim], lam[:, z_dim:])
-        encoder = (None if not from_encoder else float(np.mean(expected_bound(
-            model, result.theta, x, "elbo", 1, replicates=200, seed=seed))))
-        refined_elbo = expected_bound(model, result.theta, x, "elbo", 1, replicates=200,
-                                      seed=seed, lam=refined)
+        encoder = (
+            None
+            if not from_encoder
+            else float(
+                np.mean(
+                    expected_bound(model, result.theta, x, "elbo", 1, replicates=200, seed=seed)
+                )
+            )
+        )
+        refined_elbo = expected_bound(
+            model, result.theta, x, "elbo", 1, replicates=200, seed=seed, lam=refined
+        )
         log_px = log_marginal(model, result.theta, x, k=k_eval, seed=seed, lam=refined)
-        rows.append({"model": label, "encoder_elbo": encoder,
-                     "refined_elbo": float(np.mean(refined_elbo)),
-                     "log_px": float(np.mean(log_px)), "train_seconds": result.seconds})
+        rows.append(
+            {
+                "model": label,
+                "encoder_elbo": encoder,
+                "refined_elbo": float(np.mean(refined_elbo)),
+                "log_px": float(np.mean(log_px)),
+                "train_seconds": result.seconds,
+            }
+        )
     return rows
-

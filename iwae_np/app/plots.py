@@ -6,7 +6,7 @@ import numpy as np
 
 
 def training_curves(histories):
-    """histories: {label: TrainResult.history} -> test (solid) and train (dashed) bound per epoch."""
+    """histories: {label: TrainResult.history} -> test (solid), train (dashed) bound per epoch."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (label, history) in enumerate(histories.items()):
         epochs = [h["epoch"] for h in history]
@@ -42,8 +42,9 @@ def image_grid(rows, image_shape, title=""):
     """rows: {label: (m, d) images} -> one row of m images per label."""
     labels = list(rows)
     m = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(labels), m, figsize=(m * 0.8, len(labels) * 0.9 + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(labels), m, figsize=(m * 0.8, len(labels) * 0.9 + 0.4), squeeze=False
+    )
     for r, label in enumerate(labels):
         for c in range(m):
             ax = axes[r, c]
@@ -60,7 +61,10 @@ def classic_vs_amortized(encoder_elbo, local_elbo):
     """Per-point ELBO of the encoder's q against classic VI's q*; points above the diagonal gain."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.scatter(encoder_elbo, local_elbo, s=8, alpha=0.6)
-    low, high = min(np.min(encoder_elbo), np.min(local_elbo)), max(np.max(encoder_elbo), np.max(local_elbo))
+    low, high = (
+        min(np.min(encoder_elbo), np.min(local_elbo)),
+        max(np.max(encoder_elbo), np.max(local_elbo)),
+    )
     ax.plot([low, high], [low, high], "k:", label="no gap")
     ax.set_xlabel("ELBO with the encoder's λ (amortized)")
     ax.set_ylabel("ELBO with λ* from classic VI")

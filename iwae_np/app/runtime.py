@@ -31,7 +31,7 @@ def tune_malloc(threshold=1 << 30):
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    threshold = min(int(threshold), 2 ** 31 - 1)
+    threshold = min(int(threshold), 2**31 - 1)
     ok = mallopt(_M_MMAP_THRESHOLD, threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, threshold) == 1
     _state["tuned"] = ok
     return ok

@@ -47,8 +47,11 @@ BURDA = {"x_dim": 784, "z_dim": 50, "hidden": (200, 200)}
 
 
 def _workloads(quick):
-    w1 = [("W1", {"k": k, "n": 20, "dtype": dtype}) for dtype in ("float64", "float32")
-          for k in (1, 5, 50)]
+    w1 = [
+        ("W1", {"k": k, "n": 20, "dtype": dtype})
+        for dtype in ("float64", "float32")
+        for k in (1, 5, 50)
+    ]
     rest = [("W2", {"k": 1, "n": 100, "dtype": "float64"})]
     points = 20 if quick else 200
     rest += [("W3", {"k": k, "n": points, "dtype": "float64"}) for k in (1000, 5000)]
@@ -93,20 +96,21 @@ class _Side:
 
     def measure(self, workload, config, fn, repeats):
         if isinstance(fn, dict):  # a gradient step, on the notebook and the trainer path
-            return {"times": _times(fn["notebook"], repeats), "value": fn["notebook"](),
-                    "trainer_times": _times(fn["trainer"], repeats)}
+            return {
+                "times": _times(fn["notebook"], repeats),
+                "value": fn["notebook"](),
+                "trainer_times": _times(fn["trainer"], repeats),
+            }
         return {"times": _times(fn, repeats), "value": fn()}
 
 
 class NumpySide(_Side):
-
     def prepare(self, workload, config):
         import autograd
         import autograd.numpy as anp
 
         from .. import evaluate, vi
         from ..bounds import BOUNDS
-
         from ..optim import Adam
         from ..train import Bound, make_step
 
@@ -115,10 +119,13 @@ class NumpySide(_Side):
             name = "iwae" if config["k"] > 1 else "elbo"
             bound = BOUNDS[name]
             notebook = autograd.value_and_grad(
-                lambda t: anp.mean(bound(model.log_weights(t, x, eps))))
+                lambda t: anp.mean(bound(model.log_weights(t, x, eps)))
+            )
             trainer = make_step(model, Bound(name), Adam(1e-3))
-            return {"notebook": lambda: float(notebook(theta)[0]),
-                    "trainer": lambda: trainer(theta, x, eps)[1]}
+            return {
+                "notebook": lambda: float(notebook(theta)[0]),
+                "trainer": lambda: trainer(theta, x, eps)[1],
+            }
         if workload == "W3":
             return lambda: float(np.mean(evaluate.log_marginal(model, theta, x, k=config["k"])))
         classic = lambda: vi.fit_local(model, theta, x, steps=config["steps"], eval_replicates=1)
@@ -131,9 +138,12 @@ class NumpySide(_Side):
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             return {"times": _times(fn, repeats), "value": value, "peak_mb": peak / 1e6}
-        return {"times": _times(fn["notebook"], repeats), "value": fn["notebook"](),
-                "trainer_times": _times(fn["trainer"], repeats),
-                "gemm_floor": _times(_gemm_floor(config), repeats)}
+        return {
+            "times": _times(fn["notebook"], repeats),
+            "value": fn["notebook"](),
+            "trainer_times": _times(fn["trainer"], repeats),
+            "gemm_floor": _times(_gemm_floor(config), repeats),
+        }
 
 
 def _times(fn, repeats, warmup=2):
@@ -160,8 +170,11 @@ def _gemm_floor(config):
     rng = np.random.default_rng(0)
     products = []
     for sizes, rows, first_into_data in ((encoder, n, True), (decoder, k * n, False)):
-        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            A, W, G = (rng.standard_normal(s).astype(dtype) for s in ((rows, d_in), (d_in, d_out), (rows, d_out)))
+        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            A, W, G = (
+                rng.standard_normal(s).astype(dtype)
+                for s in ((rows, d_in), (d_in, d_out), (rows, d_out))
+            )
             products.append((A, W))  # forward
             products.append((A.T, G))  # ∂/∂W
             if not (first_into_data and i == 0):
@@ -182,9 +195,12 @@ class TorchSide(_Side):
         model, theta, x, eps = _setup(config)
         dtype = getattr(torch, config["dtype"])
         # nn.Linear's layout: weight (out, in), so each layer is F.linear (one addmm)
-        blocks = {name: torch.tensor(value.T.copy() if name.endswith(".W") else value,
-                                     dtype=dtype, requires_grad=True)
-                  for name, value in model.layout.unflatten(theta).items()}
+        blocks = {
+            name: torch.tensor(
+                value.T.copy() if name.endswith(".W") else value, dtype=dtype, requires_grad=True
+            )
+            for name, value in model.layout.unflatten(theta).items()
+        }
         return model, blocks, torch.tensor(x, dtype=dtype), torch.tensor(eps, dtype=dtype)
 
     def _mlp(self, blocks, prefix, layers, h):
@@ -230,19 +246,23 @@ class TorchSide(_Side):
 
             return {"notebook": notebook, "trainer": trainer}
         if workload == "W3":
+
             def log_marginal():
                 with torch.no_grad():
                     per_chunk = max(1, 5000 // k)
                     out = []
                     for start in range(0, len(x), per_chunk):
-                        xb = x[start:start + per_chunk]
+                        xb = x[start : start + per_chunk]
                         running = torch.full((len(xb),), -math.inf, dtype=x.dtype)
                         for done in range(0, k, 5000):
-                            e = torch.randn(min(5000, k - done), len(xb), model.z_dim, dtype=x.dtype)
+                            e = torch.randn(
+                                min(5000, k - done), len(xb), model.z_dim, dtype=x.dtype
+                            )
                             chunk = torch.logsumexp(self._log_weights(model, blocks, xb, e), 0)
                             running = torch.logaddexp(running, chunk)
                         out.append(running - math.log(k))
                     return float(torch.cat(out).mean())
+
             return log_marginal
 
         def classic():
@@ -251,7 +271,7 @@ class TorchSide(_Side):
             decoder_layers = model.decoder.n_layers
             for _ in range(config["steps"]):
                 optimizer.zero_grad()
-                mean, log_std = lam[:, :model.z_dim], lam[:, model.z_dim:]
+                mean, log_std = lam[:, : model.z_dim], lam[:, model.z_dim :]
                 e = torch.randn(1, config["n"], model.z_dim, dtype=x.dtype)
                 z = mean + torch.exp(log_std) * e
                 logits = self._mlp(blocks, "decoder", decoder_layers, z)
@@ -263,6 +283,7 @@ class TorchSide(_Side):
         def amortized():
             with torch.no_grad():
                 self._mlp(blocks, "encoder", model.encoder.n_layers, x)
+
         return {"classic": classic, "amortized": amortized}
 
 
@@ -280,16 +301,29 @@ def worker(side, threads, malloc=False):
 
 class _Worker:
     def __init__(self, side, threads, malloc=False):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                   MKL_NUM_THREADS=str(threads))
-        command = [sys.executable, "-m", "iwae_np.bench.runner", "--worker", side,
-                   "--threads", str(threads)] + (["--malloc"] if malloc else [])
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=env)
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(threads),
+            OPENBLAS_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "iwae_np.bench.runner",
+            "--worker",
+            side,
+            "--threads",
+            str(threads),
+        ] + (["--malloc"] if malloc else [])
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
 
     def ask(self, workload, config, repeats):
-        self.process.stdin.write(json.dumps({"workload": workload, "config": config,
-                                             "repeats": repeats}) + "\n")
+        self.process.stdin.write(
+            json.dumps({"workload": workload, "config": config, "repeats": repeats}) + "\n"
+        )
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
@@ -315,8 +349,10 @@ def machine():
     model = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), model)
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                model,
+            )
     except OSError:
         pass
     versions = {"numpy": np.__version__}
@@ -325,8 +361,13 @@ def machine():
             versions[name] = __import__(name).__version__
         except (ImportError, AttributeError):
             pass
-    return {"cpu": model, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "load_average": _load_average(), "versions": versions}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_average": _load_average(),
+        "versions": versions,
+    }
 
 
 def _load_average():
@@ -339,8 +380,10 @@ def _load_average():
 def _calibrate_torch(threads, repeats, settle, out):
     """Torch's allocator setting, by measurement: the W1 k=5 and W2 steps with and without the
     malloc switch, alternating; the faster total of medians wins."""
-    configs = [("W1", {"k": 5, "n": 20, "dtype": "float64"}),
-               ("W2", {"k": 1, "n": 100, "dtype": "float64"})]
+    configs = [
+        ("W1", {"k": 5, "n": 20, "dtype": "float64"}),
+        ("W2", {"k": 1, "n": 100, "dtype": "float64"}),
+    ]
     totals = {}
     for malloc in (False, True):
         process = _Worker("torch", threads, malloc)
@@ -353,8 +396,10 @@ def _calibrate_torch(threads, repeats, settle, out):
         finally:
             process.close()
     best = min(totals, key=totals.get)
-    out(f"torch allocator calibration: malloc switch off {1e3 * totals[False]:.2f} ms, on "
-        f"{1e3 * totals[True]:.2f} ms (W1 k=5 + W2 medians): keeping it {'on' if best else 'off'}")
+    out(
+        f"torch allocator calibration: malloc switch off {1e3 * totals[False]:.2f} ms, on "
+        f"{1e3 * totals[True]:.2f} ms (W1 k=5 + W2 medians): keeping it {'on' if best else 'off'}"
+    )
     return best, {"off_ms": 1e3 * totals[False], "on_ms": 1e3 * totals[True]}
 
 
@@ -367,23 +412,35 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
     spinning threads would steal time from the other side's first repeats."""
     threads = threads or os.cpu_count() or 1
     info = machine()
-    out(f"machine: {info['cpu']}, {info['cores']} cores, {info['date']}, load average "
-        f"{info['load_average']}")
+    out(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['date']}, load average "
+        f"{info['load_average']}"
+    )
     _warn_if_loaded(info["load_average"], info["cores"], out)
-    settings = {"repeats": repeats, "rounds": rounds, "threads": threads, "settle": settle,
-                "quick": quick}
+    settings = {
+        "repeats": repeats,
+        "rounds": rounds,
+        "threads": threads,
+        "settle": settle,
+        "quick": quick,
+    }
     use_torch = use_torch and torch_available()
     if not use_torch:
-        out("PyTorch is not installed or not asked for: iwae_np side only "
-            "(pip install torch==2.13.0 for the reference)")
+        out(
+            "PyTorch is not installed or not asked for: iwae_np side only "
+            "(pip install torch==2.13.0 for the reference)"
+        )
     else:
         settings["torch_malloc"], settings["torch_calibration"] = _calibrate_torch(
-            threads, repeats, settle, out)
+            threads, repeats, settle, out
+        )
     sides = {"numpy": _Worker("numpy", threads)}
     if use_torch:
         sides["torch"] = _Worker("torch", threads, settings["torch_malloc"])
-    out(f"threads per side: {threads}; rounds: {rounds}; repeats per round: {repeats}; "
-        f"{settle} s settle before each turn")
+    out(
+        f"threads per side: {threads}; rounds: {rounds}; repeats per round: {repeats}; "
+        f"{settle} s settle before each turn"
+    )
     rows = []
     try:
         for workload, config in _workloads(quick):
@@ -405,8 +462,10 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
 
 def _warn_if_loaded(load, cores, out):
     if load is not None and cores and load > cores:
-        out(f"WARNING: the machine is loaded (load average {load} > {cores} cores): these "
-            f"timings are not a fair measurement; do not take a table from this run")
+        out(
+            f"WARNING: the machine is loaded (load average {load} > {cores} cores): these "
+            f"timings are not a fair measurement; do not take a table from this run"
+        )
 
 
 def _merge(results, key):
@@ -436,8 +495,10 @@ def _summarize(workload, config, collected):
         row["ratio"] = row["numpy_ms"] / row["torch_ms"]
         if workload in ("W1", "W2"):  # the same θ, x, ε: the same loss, or the timing is moot
             tolerance = 1e-4 if config["dtype"] == "float32" else 1e-9
-            row["same_value"] = bool(abs(row["numpy_value"] - row["torch_value"])
-                                     <= tolerance * max(1.0, abs(row["torch_value"])))
+            row["same_value"] = bool(
+                abs(row["numpy_value"] - row["torch_value"])
+                <= tolerance * max(1.0, abs(row["torch_value"]))
+            )
     if "torch_classic_ms_per_point" in row:
         row["classic_ratio"] = row["numpy_classic_ms_per_point"] / row["torch_classic_ms_per_point"]
     return row
@@ -446,15 +507,19 @@ def _summarize(workload, config, collected):
 def _format_row(row):
     c = row["config"]
     if row["workload"] == "W4":
-        text = (f"W4 new points (n={c['n']}): classic VI ({c['steps']} steps) "
-                f"{row['numpy_classic_ms_per_point']:.3f} ms/point, encoder "
-                f"{1e3 * row['numpy_amortized_ms_per_point']:.2f} µs/point")
+        text = (
+            f"W4 new points (n={c['n']}): classic VI ({c['steps']} steps) "
+            f"{row['numpy_classic_ms_per_point']:.3f} ms/point, encoder "
+            f"{1e3 * row['numpy_amortized_ms_per_point']:.2f} µs/point"
+        )
         if "classic_ratio" in row:
-            text += (f" | torch classic {row['torch_classic_ms_per_point']:.3f} ms/point "
-                     f"(ratio {row['classic_ratio']:.2f}), encoder "
-                     f"{1e3 * row['torch_amortized_ms_per_point']:.2f} µs/point")
+            text += (
+                f" | torch classic {row['torch_classic_ms_per_point']:.3f} ms/point "
+                f"(ratio {row['classic_ratio']:.2f}), encoder "
+                f"{1e3 * row['torch_amortized_ms_per_point']:.2f} µs/point"
+            )
         return text
-    label = (f"{row['workload']} k={c['k']:<4} n={c['n']:<3} {c['dtype']}")
+    label = f"{row['workload']} k={c['k']:<4} n={c['n']:<3} {c['dtype']}"
     text = f"{label}: iwae_np {row['numpy_ms']:8.2f} ms"
     if "numpy_trainer_ms" in row:
         text += f" (trainer path {row['numpy_trainer_ms']:8.2f} ms)"
@@ -485,27 +550,35 @@ if __name__ == "__main__":
 def markdown_table(result):
     """The README's speed table, written from one run's JSON (``bench --json``)."""
     m = result["machine"]
-    lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores (load average "
-             f"{m['load_average']} before, {m.get('load_average_after')} after); "
-             f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.", "",
-             "| workload | iwae_np, notebook path | iwae_np, trainer path | GEMM floor | "
-             "PyTorch eager (trainer) | ratio (trainer) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores (load average "
+        f"{m['load_average']} before, {m.get('load_average_after')} after); "
+        f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        "",
+        "| workload | iwae_np, notebook path | iwae_np, trainer path | GEMM floor | "
+        "PyTorch eager (trainer) | ratio (trainer) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for row in result["rows"]:
         c = row["config"]
         if row["workload"] == "W4":
             classic = f"{row['numpy_classic_ms_per_point']:.3f} ms/point"
-            torch_side = (f"{row['torch_classic_ms_per_point']:.3f} ms/point"
-                          if "torch_classic_ms_per_point" in row else "")
+            torch_side = (
+                f"{row['torch_classic_ms_per_point']:.3f} ms/point"
+                if "torch_classic_ms_per_point" in row
+                else ""
+            )
             ratio = f"{row['classic_ratio']:.2f}" if "classic_ratio" in row else ""
-            lines.append(f"| W4 classic VI, {c['steps']} steps, per new point | {classic} | | | "
-                         f"{torch_side} | {ratio} |")
+            lines.append(
+                f"| W4 classic VI, {c['steps']} steps, per new point | {classic} | | | "
+                f"{torch_side} | {ratio} |"
+            )
             continue
         name = {"W1": "IWAE step", "W2": "VAE step", "W3": "log p(x)"}[row["workload"]]
-        label = (f"{row['workload']} {name}, k={c['k']}, n={c['n']}, {c['dtype']}")
+        label = f"{row['workload']} {name}, k={c['k']}, n={c['n']}, {c['dtype']}"
         unit, scale = ("s", 1e-3) if row["workload"] == "W3" else ("ms", 1.0)
         notebook = f"{scale * row['numpy_ms']:.2f} {unit}"
-        trainer = (f"{row['numpy_trainer_ms']:.2f} ms" if "numpy_trainer_ms" in row else "")
+        trainer = f"{row['numpy_trainer_ms']:.2f} ms" if "numpy_trainer_ms" in row else ""
         floor = f"{row['gemm_floor_ms']:.2f} ms" if "gemm_floor_ms" in row else ""
         if "torch_ms" in row:
             torch_side = f"{scale * row['torch_ms']:.2f} {unit}"

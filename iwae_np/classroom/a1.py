@@ -26,32 +26,51 @@ def check_normal_logpdf(student, points=3):
         shape = np.broadcast_shapes(*(np.shape(a) for a in args))
         log_std_sum = np.sum(np.broadcast_to(args[2], shape), -1)
         if same_shape and np.allclose(actual - expected, log_std_sum, atol=1e-7):
-            return ("off by exactly +Σ log σ: the −log σ term is missing (the density of "
-                    "x = μ + σε is the density of ε divided by σ)")
+            return (
+                "off by exactly +Σ log σ: the −log σ term is missing (the density of "
+                "x = μ + σε is the density of ε divided by σ)"
+            )
         event = args[0].shape[-1]
-        if same_shape and np.allclose(actual - expected, 0.5 * math.log(2 * math.pi) * event,
-                                      atol=1e-7):
-            return ("off by exactly (d/2) log 2π: the normalizing constant −½ log 2π per dimension "
-                    "is missing")
+        if same_shape and np.allclose(
+            actual - expected, 0.5 * math.log(2 * math.pi) * event, atol=1e-7
+        ):
+            return (
+                "off by exactly (d/2) log 2π: the normalizing constant −½ log 2π per dimension "
+                "is missing"
+            )
         if actual.shape == expected.shape[:-1] or actual.shape == expected.shape + (event,):
             return "sum over the last axis (the event dimensions) and only that axis"
         return None
 
     cases = []
     x, mean, log_std = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
-    cases.append(("x, mean, log_std of shape (4, 3)", (x, mean, log_std),
-                  _ref_normal(x, mean, log_std), diagnose))
+    cases.append(
+        (
+            "x, mean, log_std of shape (4, 3)",
+            (x, mean, log_std),
+            _ref_normal(x, mean, log_std),
+            diagnose,
+        )
+    )
     mean_k = rng.normal(size=(5, 4, 3))
-    cases.append(("broadcast: x (4, 3) against mean (5, 4, 3) -> (5, 4)", (x, mean_k, log_std),
-                  _ref_normal(x, mean_k, log_std), diagnose))
+    cases.append(
+        (
+            "broadcast: x (4, 3) against mean (5, 4, 3) -> (5, 4)",
+            (x, mean_k, log_std),
+            _ref_normal(x, mean_k, log_std),
+            diagnose,
+        )
+    )
     scale = np.full((4, 3), 1.5)
-    cases.append(("log_std = 1.5 everywhere", (x, mean, scale), _ref_normal(x, mean, scale),
-                  diagnose))
+    cases.append(
+        ("log_std = 1.5 everywhere", (x, mean, scale), _ref_normal(x, mean, scale), diagnose)
+    )
     for extreme in (-50.0, 50.0):
         ls = np.full((1, 2), extreme)
         xs, ms = np.array([[0.3, -1.0]]), np.array([[0.3, -1.0 + 1e-22]])
-        cases.append((f"extreme log_std = {extreme}", (xs, ms, ls), _ref_normal(xs, ms, ls),
-                      diagnose))
+        cases.append(
+            (f"extreme log_std = {extreme}", (xs, ms, ls), _ref_normal(xs, ms, ls), diagnose)
+        )
     return run_cases("normal_logpdf", points, cases, student)
 
 
@@ -63,21 +82,31 @@ def check_bernoulli_logpmf(student, points=3):
         if actual.shape == expected.shape and is_negated(expected, actual):
             return SIGN_HINT
         if np.any(~np.isfinite(actual)) and np.max(np.abs(args[1])) > 700:
-            return ("inf or NaN at large |logits|: log(sigmoid(l)) overflows in exp; use "
-                    "log σ(t) = min(t, 0) − log1p(exp(−|t|))")
+            return (
+                "inf or NaN at large |logits|: log(sigmoid(l)) overflows in exp; use "
+                "log σ(t) = min(t, 0) − log1p(exp(−|t|))"
+            )
         return None
 
     x = (rng.random((4, 6)) < 0.5) * 1.0
     logits = rng.normal(scale=3, size=(4, 6))
-    cases = [("x (4, 6) binary, logits ~ N(0, 9)", (x, logits), _ref_bernoulli(x, logits),
-              diagnose)]
+    cases = [
+        ("x (4, 6) binary, logits ~ N(0, 9)", (x, logits), _ref_bernoulli(x, logits), diagnose)
+    ]
     logits_k = rng.normal(size=(3, 4, 6))
-    cases.append(("broadcast: x (4, 6) against logits (3, 4, 6) -> (3, 4)", (x, logits_k),
-                  _ref_bernoulli(x, logits_k), diagnose))
+    cases.append(
+        (
+            "broadcast: x (4, 6) against logits (3, 4, 6) -> (3, 4)",
+            (x, logits_k),
+            _ref_bernoulli(x, logits_k),
+            diagnose,
+        )
+    )
     extreme = np.array([[-1e4, 1e4, -1e4, 1e4, -40.0, 40.0]])
     xe = np.array([[0.0, 1.0, 1.0, 0.0, 0.0, 1.0]])
-    cases.append(("extreme logits ±1e4 and ±40", (xe, extreme), _ref_bernoulli(xe, extreme),
-                  diagnose))
+    cases.append(
+        ("extreme logits ±1e4 and ±40", (xe, extreme), _ref_bernoulli(xe, extreme), diagnose)
+    )
     return run_cases("bernoulli_logpmf", points, cases, student)
 
 
@@ -89,11 +118,15 @@ def check_logsumexp(student, points=4):
         a, axis = args
         overflowed = np.any(~np.isfinite(actual) & np.isfinite(expected))
         if overflowed and np.max(np.abs(a[np.isfinite(a)])) > 700:
-            return ("inf or NaN for inputs around ±1000: exp overflows or underflows; subtract the "
-                    "maximum first: log Σ exp(a) = m + log Σ exp(a − m)")
+            return (
+                "inf or NaN for inputs around ±1000: exp overflows or underflows; subtract the "
+                "maximum first: log Σ exp(a) = m + log Σ exp(a − m)"
+            )
         if np.any(np.isnan(actual)) and np.any(np.isneginf(a)):
-            return ("NaN for a slice that is all −inf: shifting by m = −inf gives −inf − (−inf); "
-                    "shift such slices by 0 instead")
+            return (
+                "NaN for a slice that is all −inf: shifting by m = −inf gives −inf − (−inf); "
+                "shift such slices by 0 instead"
+            )
         other = 1 - axis if a.ndim == 2 else None
         if other is not None and actual.shape == np.shape(_ref_logsumexp(a, axis=other)):
             if np.allclose(actual, _ref_logsumexp(a, axis=other)):
@@ -101,14 +134,28 @@ def check_logsumexp(student, points=4):
         return None
 
     a = rng.normal(size=(5, 3))
-    cases = [("a of shape (5, 3), axis 0", (a, 0), _ref_logsumexp(a, axis=0), diagnose),
-             ("a of shape (5, 3), axis 1", (a, 1), _ref_logsumexp(a, axis=1), diagnose)]
+    cases = [
+        ("a of shape (5, 3), axis 0", (a, 0), _ref_logsumexp(a, axis=0), diagnose),
+        ("a of shape (5, 3), axis 1", (a, 1), _ref_logsumexp(a, axis=1), diagnose),
+    ]
     big = np.array([[1000.0, 1000.0, 999.0], [-1000.0, -1000.0, -1001.0]]).T
-    cases.append(("large values ±1000 (overflow / underflow), axis 0", (big, 0),
-                  _ref_logsumexp(big, axis=0), diagnose))
+    cases.append(
+        (
+            "large values ±1000 (overflow / underflow), axis 0",
+            (big, 0),
+            _ref_logsumexp(big, axis=0),
+            diagnose,
+        )
+    )
     neg = np.array([[-np.inf, -np.inf], [-np.inf, 0.5], [-np.inf, 2.0]])
-    cases.append(("−inf entries and an all −inf column, axis 0", (neg, 0),
-                  _ref_logsumexp(neg, axis=0), diagnose))
+    cases.append(
+        (
+            "−inf entries and an all −inf column, axis 0",
+            (neg, 0),
+            _ref_logsumexp(neg, axis=0),
+            diagnose,
+        )
+    )
     one = rng.normal(size=(1, 4))
     cases.append(("a single row (k = 1), axis 0", (one, 0), _ref_logsumexp(one, axis=0), diagnose))
     return run_cases("logsumexp", points, cases, student)

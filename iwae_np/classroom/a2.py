@@ -32,16 +32,27 @@ def check_elbo_estimate(student, points=3):
             return SIGN_HINT
         log_std_sum = np.sum(np.broadcast_to(log_std, mean.shape), -1)
         if np.allclose(actual - expected, -log_std_sum, atol=1e-7):
-            return ("off by exactly −Σ log σ: you used the density of ε, log N(ε; 0, I), where "
-                    "log q(z|x) belongs; log q(z|x) = log N(ε; 0, I) − Σ log σ")
+            return (
+                "off by exactly −Σ log σ: you used the density of ε, log N(ε; 0, I), where "
+                "log q(z|x) belongs; log q(z|x) = log N(ε; 0, I) − Σ log σ"
+            )
         return None
 
     cases = []
-    for label, k, shift in (("k = 10 samples, 4 points", 10, 0.0), ("k = 1", 1, 0.0),
-                            ("log_std = −2 (a narrow q)", 5, -2.0)):
+    for label, k, shift in (
+        ("k = 10 samples, 4 points", 10, 0.0),
+        ("k = 1", 1, 0.0),
+        ("log_std = −2 (a narrow q)", 5, -2.0),
+    ):
         mean = rng.normal(size=(4, 2))
         log_std = rng.normal(scale=0.3, size=(4, 2)) + shift
         eps = rng.standard_normal((k, 4, 2))
-        cases.append((label, (log_joint, lg.x, mean, log_std, eps),
-                      reference(lg.x, mean, log_std, eps), diagnose))
+        cases.append(
+            (
+                label,
+                (log_joint, lg.x, mean, log_std, eps),
+                reference(lg.x, mean, log_std, eps),
+                diagnose,
+            )
+        )
     return run_cases("elbo_estimate", points, cases, student)

@@ -28,22 +28,36 @@ def check_log_weights(student, points=4):
             return SIGN_HINT
         _, log_std = model.encode(theta, x)
         if np.allclose(actual - expected, -np.sum(log_std, -1), atol=1e-7):
-            return ("off by exactly −Σ log σ: you used the density of ε where log q(z|x) belongs; "
-                    "log q(z|x) = log N(ε; 0, I) − Σ log σ")
+            return (
+                "off by exactly −Σ log σ: you used the density of ε where log q(z|x) belongs; "
+                "log q(z|x) = log N(ε; 0, I) − Σ log σ"
+            )
         eps = args[3]
         if np.allclose(eps, eps[:1]) and not np.allclose(actual, actual[:1]):
-            return ("the k samples use the same ε but got different log-weights: q(z|x) must be "
-                    "the same for every sample. Encode x once, shape (n, z_dim), and broadcast it "
-                    "against ε (k, n, z_dim); if you repeat x k times, the reshape order must "
-                    "match")
+            return (
+                "the k samples use the same ε but got different log-weights: q(z|x) must be "
+                "the same for every sample. Encode x once, shape (n, z_dim), and broadcast it "
+                "against ε (k, n, z_dim); if you repeat x k times, the reshape order must "
+                "match"
+            )
         return None
 
     eps = model.draw_eps(rng, 4, 3)
     same = np.repeat(eps[:1], 5, axis=0)
     # identical ε first: it tells a q that differs between samples apart from other mistakes
-    cases = [("k = 5 identical samples ε_1 = … = ε_5, 3 points", (model, theta, x, same),
-              model.log_weights(theta, x, same), diagnose),
-             ("k = 4 samples, 3 points", (model, theta, x, eps), model.log_weights(theta, x, eps),
-              diagnose),
-             ("k = 1", (model, theta, x, eps[:1]), model.log_weights(theta, x, eps[:1]), diagnose)]
+    cases = [
+        (
+            "k = 5 identical samples ε_1 = … = ε_5, 3 points",
+            (model, theta, x, same),
+            model.log_weights(theta, x, same),
+            diagnose,
+        ),
+        (
+            "k = 4 samples, 3 points",
+            (model, theta, x, eps),
+            model.log_weights(theta, x, eps),
+            diagnose,
+        ),
+        ("k = 1", (model, theta, x, eps[:1]), model.log_weights(theta, x, eps[:1]), diagnose),
+    ]
     return run_cases("log_weights", points, cases, student)

@@ -53,8 +53,10 @@ class CheckResult:
 
     def __str__(self):
         verdict = "PASSED" if self.passed else "FAILED"
-        return (f"[{verdict}] {self.name}: {self.points:g}/{self.max_points:g} points "
-                f"({self.cases_passed}/{self.cases} cases)\n{self.message}")
+        return (
+            f"[{verdict}] {self.name}: {self.points:g}/{self.max_points:g} points "
+            f"({self.cases_passed}/{self.cases} cases)\n{self.message}"
+        )
 
     def require(self):
         """Raise AssertionError carrying the message if the check failed (fails a graded cell)."""
@@ -100,13 +102,17 @@ def run_cases(name, points, cases, student, rtol=1e-7, atol=1e-9):
             actual = student(*args)
         except Exception as error:  # the student's code raised: report it as this case's failure
             where = traceback.extract_tb(error.__traceback__)[-1]
-            return (f"  input: {label}\n  your function raised {type(error).__name__}: {error}\n"
-                    f"  (at line {where.lineno}: {where.line})")
+            return (
+                f"  input: {label}\n  your function raised {type(error).__name__}: {error}\n"
+                f"  (at line {where.lineno}: {where.line})"
+            )
         try:
             _compare(label, expected, actual, diagnose, args, rtol, atol)
         except _Failure as failure:
-            return (f"  input: {failure.case}\n  expected: {_show(failure.expected)}\n"
-                    f"  got:      {_show(failure.actual)}\n  hint: {failure.hint}")
+            return (
+                f"  input: {failure.case}\n  expected: {_show(failure.expected)}\n"
+                f"  got:      {_show(failure.actual)}\n  hint: {failure.hint}"
+            )
         return None
 
     return _verdict(name, points, cases, attempt, f"  all {len(cases)} cases match the reference")
@@ -119,19 +125,29 @@ def _compare(label, expected, actual, diagnose, args, rtol=1e-7, atol=1e-9):
     except (TypeError, ValueError):
         raise _Failure(label, expected, actual, "return a NumPy array of numbers") from None
     if actual_array.shape != expected.shape:
-        raise _Failure(label, expected, actual_array,
-                       diagnose(expected, actual_array, args) or
-                       f"expected shape {expected.shape}, got {actual_array.shape}: check which "
-                       "axes you reduce over and how you broadcast")
+        raise _Failure(
+            label,
+            expected,
+            actual_array,
+            diagnose(expected, actual_array, args)
+            or f"expected shape {expected.shape}, got {actual_array.shape}: check which "
+            "axes you reduce over and how you broadcast",
+        )
     same_inf = np.isinf(expected) & (expected == actual_array)
     close = np.isclose(actual_array, expected, rtol=rtol, atol=atol) | same_inf
     if not np.all(close):
         hint = diagnose(expected, actual_array, args)
         if hint is None and not np.all(np.isfinite(actual_array[~close])):
-            hint = ("your result is inf or NaN where the expected value is finite: a numerically "
-                    "unstable formula?")
-        raise _Failure(label, expected, actual_array,
-                       hint or "the values differ; recompute the formula term by term")
+            hint = (
+                "your result is inf or NaN where the expected value is finite: a numerically "
+                "unstable formula?"
+            )
+        raise _Failure(
+            label,
+            expected,
+            actual_array,
+            hint or "the values differ; recompute the formula term by term",
+        )
 
 
 def constant_offset(expected, actual):
@@ -147,8 +163,11 @@ def constant_offset(expected, actual):
 def is_negated(expected, actual):
     """Whether actual = −expected over the finite entries, with expected not all zero."""
     finite = np.isfinite(expected) & np.isfinite(actual)
-    return bool(finite.any() and np.allclose(actual[finite], -expected[finite], rtol=1e-7)
-                and not np.allclose(expected[finite], 0))
+    return bool(
+        finite.any()
+        and np.allclose(actual[finite], -expected[finite], rtol=1e-7)
+        and not np.allclose(expected[finite], 0)
+    )
 
 
 def check_gradient(name, student_grad, f, inputs, points=4):
@@ -160,18 +179,22 @@ def check_gradient(name, student_grad, f, inputs, points=4):
         try:
             report = _gradcheck(f, x, grad=student_grad)
         except Exception as error:  # the student's gradient raised: report it, do not propagate
-            return (f"  input: {label}\n  your gradient raised "
-                    f"{type(error).__name__}: {error}")
+            return f"  input: {label}\n  your gradient raised {type(error).__name__}: {error}"
         if report.passed:
             return None
-        hint = ("your gradient is exactly the negative at that coordinate: a sign error"
-                if math.isclose(report.analytic, -report.numeric, rel_tol=1e-5) else
-                "recheck that component of the derivation (the chain rule through exp(log σ)?)")
-        return (f"  input: {label}\n  {report.worst}: finite differences {report.numeric:.10g}, "
-                f"your gradient {report.analytic:.10g}\n  hint: {hint}\n{report}")
+        hint = (
+            "your gradient is exactly the negative at that coordinate: a sign error"
+            if math.isclose(report.analytic, -report.numeric, rel_tol=1e-5)
+            else "recheck that component of the derivation (the chain rule through exp(log σ)?)"
+        )
+        return (
+            f"  input: {label}\n  {report.worst}: finite differences {report.numeric:.10g}, "
+            f"your gradient {report.analytic:.10g}\n  hint: {hint}\n{report}"
+        )
 
-    return _verdict(name, points, inputs, attempt,
-                    f"  matches finite differences at all {len(inputs)} inputs")
+    return _verdict(
+        name, points, inputs, attempt, f"  matches finite differences at all {len(inputs)} inputs"
+    )
 
 
 def check_value(name, value, expected, tolerance, points, what, hint):
@@ -179,11 +202,13 @@ def check_value(name, value, expected, tolerance, points, what, hint):
     try:
         value = float(value)
     except (TypeError, ValueError):
-        return CheckResult(name, False, 0.0, points,
-                           f"  expected a number for {what}, got {value!r}", 0, 1)
+        return CheckResult(
+            name, False, 0.0, points, f"  expected a number for {what}, got {value!r}", 0, 1
+        )
     ok = math.isfinite(value) and abs(value - expected) <= tolerance
-    message = (f"  {what}: expected {expected:.4f} ± {tolerance:g}, got {value:.4f}"
-               + ("" if ok else f"\n  hint: {hint}"))
+    message = f"  {what}: expected {expected:.4f} ± {tolerance:g}, got {value:.4f}" + (
+        "" if ok else f"\n  hint: {hint}"
+    )
     return CheckResult(name, ok, float(points) if ok else 0.0, points, message, int(ok), 1)
 
 
@@ -207,8 +232,12 @@ class Report:
     def to_dict(self):
         """The report as plain JSON-ready types: assignment, score, max_score, checks."""
         earned, total = self.score
-        return {"assignment": self.assignment, "score": earned, "max_score": total,
-                "checks": [asdict(r) for r in self.results]}
+        return {
+            "assignment": self.assignment,
+            "score": earned,
+            "max_score": total,
+            "checks": [asdict(r) for r in self.results],
+        }
 
     def __str__(self):
         earned, total = self.score

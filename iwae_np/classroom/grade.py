@@ -17,8 +17,9 @@ def restore_graded_cells(submission, source):
     """Overwrite every graded cell of ``submission`` with the source's cell of the same grade_id,
     as nbgrader does: the hidden tests come back, and edits to the tests do not count.
     -> list of grade_ids missing from the submission."""
-    originals = {c.metadata["nbgrader"]["grade_id"]: c for c in source.cells
-                 if nbgrader_flag(c, "grade")}
+    originals = {
+        c.metadata["nbgrader"]["grade_id"]: c for c in source.cells if nbgrader_flag(c, "grade")
+    }
     seen = set()
     for cell in submission.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -46,17 +47,33 @@ def grade(path, source=None, timeout=600):
             raise ValueError(f"source: expected the original assignment .ipynb, got {source!r}")
         original = nbformat.read(source, as_version=4)
         missing = restore_graded_cells(notebook, original)
-        points_of = {c.metadata["nbgrader"]["grade_id"]:
-                     float(c.metadata["nbgrader"].get("points", 0))
-                     for c in original.cells if nbgrader_flag(c, "grade")}
+        points_of = {
+            c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+            for c in original.cells
+            if nbgrader_flag(c, "grade")
+        }
     folder = os.path.dirname(os.path.abspath(path))  # the notebook runs where it lives
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": folder}})
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": folder}},
+    )
     client.execute()
     report = Report(os.path.splitext(os.path.basename(path))[0])
     for grade_id in missing:
-        report.add(CheckResult(grade_id, False, 0.0, points_of[grade_id],
-                               "  this graded cell is missing from the submission", 0, 1))
+        report.add(
+            CheckResult(
+                grade_id,
+                False,
+                0.0,
+                points_of[grade_id],
+                "  this graded cell is missing from the submission",
+                0,
+                1,
+            )
+        )
     for cell in notebook.cells:
         if cell.cell_type != "code" or not nbgrader_flag(cell, "grade"):
             continue
@@ -67,6 +84,7 @@ def grade(path, source=None, timeout=600):
             message = f"  {errors[0]['ename']}: {errors[0]['evalue']}"
             report.add(CheckResult(meta["grade_id"], False, 0.0, points, message, 0, 1))
         else:
-            report.add(CheckResult(meta["grade_id"], True, points, points, "  ran without error",
-                                   1, 1))
+            report.add(
+                CheckResult(meta["grade_id"], True, points, points, "  ran without error", 1, 1)
+            )
     return report

@@ -26,8 +26,10 @@ def load_nbformat():
     try:
         import nbformat
     except ImportError:
-        raise ValueError("assignments: releasing and grading need nbformat and nbclient "
-                         "(pip install -e '.[lessons]')") from None
+        raise ValueError(
+            "assignments: releasing and grading need nbformat and nbclient "
+            "(pip install -e '.[lessons]')"
+        ) from None
     return nbformat
 
 
@@ -45,15 +47,16 @@ def clear_solutions(source, stub):
             if inside:
                 raise ValueError("notebook: expected END SOLUTION before the next BEGIN SOLUTION")
             inside = found = True
-            indent = line[:line.find(BEGIN_SOLUTION)]
+            indent = line[: line.find(BEGIN_SOLUTION)]
             out.extend(indent + stub_line for stub_line in stub.split("\n"))
         elif line.strip() == END_SOLUTION:
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise ValueError("notebook: expected END SOLUTION after BEGIN SOLUTION, "
-                         "got the end of the cell")
+        raise ValueError(
+            "notebook: expected END SOLUTION after BEGIN SOLUTION, got the end of the cell"
+        )
     return "\n".join(out), found
 
 
@@ -92,8 +95,10 @@ def release(source, out):
         raise ValueError(f"source: expected a folder of assignment notebooks, got {source!r}")
     source_real, out_real = os.path.realpath(source), os.path.realpath(out)
     if out_real == source_real or out_real.startswith(source_real + os.sep):
-        raise ValueError(f"out: expected a folder outside the source {source!r} (student copies "
-                         f"would overwrite the instructor's notebooks), got {out!r}")
+        raise ValueError(
+            f"out: expected a folder outside the source {source!r} (student copies "
+            f"would overwrite the instructor's notebooks), got {out!r}"
+        )
     written = []
     for folder, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

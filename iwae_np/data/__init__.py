@@ -32,6 +32,17 @@ def load(name, seed=0, mnist_path=None, n=1000):
     return Dataset(name, x_train, x_test, "gaussian")
 
 
-
-__all__ = ["DATASETS", "Banana", "Dataset", "LinearGaussian", "banana", "bars", "digits",
-           "linear_gaussian", "load", "mnist", "read_idx", "train_test_split"]
+__all__ = [
+    "DATASETS",
+    "Banana",
+    "Dataset",
+    "LinearGaussian",
+    "banana",
+    "bars",
+    "digits",
+    "linear_gaussian",
+    "load",
+    "mnist",
+    "read_idx",
+    "train_test_split",
+]

@@ -32,9 +32,12 @@ class Dataset:
         return self.x_train.shape[1]
 
     def binarize(self, rng):
-        """A fresh Bernoulli draw of the training set from its grey levels (dynamic binarization)."""
+        """A fresh Bernoulli draw of the training set from its grey levels (dynamic
+        binarization)."""
         if self.probs_train is None:
-            raise ValueError(f"dataset: expected grey levels to binarize, got none for {self.name!r}")
+            raise ValueError(
+                f"dataset: expected grey levels to binarize, got none for {self.name!r}"
+            )
         return (rng.random(self.probs_train.shape) < self.probs_train).astype(self.x_train.dtype)
 
 
@@ -48,4 +51,3 @@ def train_test_split(x, test_fraction=0.2, seed=0):
     if n_test >= len(x):
         raise ValueError(f"x: expected at least 2 rows to split, got {len(x)}")
     return x[order[n_test:]], x[order[:n_test]]
-

@@ -25,23 +25,37 @@ def read_idx(path):
     except (OSError, EOFError) as error:
         raise ValueError(f"path: expected a readable IDX file, got {path!r} ({error})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"path: expected an IDX file (magic 0x00 0x00 type ndim), got "
-                         f"{data[:4].hex() or 'an empty file'} in {path!r}")
+        raise ValueError(
+            f"path: expected an IDX file (magic 0x00 0x00 type ndim), got "
+            f"{data[:4].hex() or 'an empty file'} in {path!r}"
+        )
     ndim, dtype = data[3], np.dtype(_IDX_TYPES[data[2]])
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"path: expected a {ndim}-dimensional IDX header, got a truncated file {path!r}")
+        raise ValueError(
+            f"path: expected a {ndim}-dimensional IDX header, got a truncated file {path!r}"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
-        raise ValueError(f"path: expected {expected} data bytes for shape {shape}, got "
-                         f"{len(data) - header} in {path!r} (truncated or corrupt)")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+        raise ValueError(
+            f"path: expected {expected} data bytes for shape {shape}, got "
+            f"{len(data) - header} in {path!r} (truncated or corrupt)"
+        )
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def find_idx(directory, stem):
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         if os.path.isfile(os.path.join(directory, name)):
             return os.path.join(directory, name)
     raise ValueError(f"path: expected {stem}[.gz] in {directory!r}, got no such file")
-

@@ -41,8 +41,10 @@ def digits(binarize="dynamic", test_fraction=0.2, seed=0):
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise ValueError("dataset: 'digits' needs scikit-learn, which is not installed "
-                         "(pip install -e '.[data]')") from None
+        raise ValueError(
+            "dataset: 'digits' needs scikit-learn, which is not installed "
+            "(pip install -e '.[data]')"
+        ) from None
     grey = load_digits().data / 16.0
     grey_train, grey_test = train_test_split(grey, test_fraction, seed)
     rng = np.random.default_rng(seed)
@@ -54,19 +56,22 @@ def digits(binarize="dynamic", test_fraction=0.2, seed=0):
     return Dataset("digits", x_train, x_test, "bernoulli", probs_train=probs, image_shape=(8, 8))
 
 
-
 def _grey_images(file):
     """An IDX file of 28×28 images with pixel values 0…255 -> grey levels in [0, 1], (n, 784)."""
     images = read_idx(file)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.shape[0] < 1:
-        raise ValueError(f"path: expected 28×28 images (n, 28, 28) in {file!r}, got an array "
-                         f"of shape {images.shape}")
+        raise ValueError(
+            f"path: expected 28×28 images (n, 28, 28) in {file!r}, got an array "
+            f"of shape {images.shape}"
+        )
     images = images.astype(np.float64)
     bad = ~np.isfinite(images) | (images < 0) | (images > 255)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"path: expected pixel values in [0, 255] in {file!r}, got "
-                         f"{images[index]} at index {index}")
+        raise ValueError(
+            f"path: expected pixel values in [0, 255] in {file!r}, got "
+            f"{images[index]} at index {index}"
+        )
     return images.reshape(-1, 784) / 255.0
 
 
@@ -82,10 +87,14 @@ def mnist(path, binarize="dynamic", seed=0):
     rng = np.random.default_rng(seed)
     x_test = (rng.random(grey_test.shape) < grey_test) * 1.0
     if binarize == "static":
-        return Dataset("mnist", (grey_train > 0.5) * 1.0, (grey_test > 0.5) * 1.0, "bernoulli",
-                       image_shape=(28, 28))
+        return Dataset(
+            "mnist",
+            (grey_train > 0.5) * 1.0,
+            (grey_test > 0.5) * 1.0,
+            "bernoulli",
+            image_shape=(28, 28),
+        )
     x_train = (rng.random(grey_train.shape) < grey_train) * 1.0
-    return Dataset("mnist", x_train, x_test, "bernoulli", probs_train=grey_train,
-                   image_shape=(28, 28))
-
-
+    return Dataset(
+        "mnist", x_train, x_test, "bernoulli", probs_train=grey_train, image_shape=(28, 28)
+    )

@@ -44,7 +44,7 @@ class LinearGaussian:
 
     @property
     def marginal_cov(self):
-        return self.W.T @ self.W + self.noise_std ** 2 * np.eye(self.W.shape[1])
+        return self.W.T @ self.W + self.noise_std**2 * np.eye(self.W.shape[1])
 
     def log_marginal(self, x):
         """Exact log p(x). x: (n, x_dim) -> (n,)."""
@@ -54,9 +54,9 @@ class LinearGaussian:
 
     def posterior(self, x):
         """Exact p(z|x) = N(mean, cov). x: (n, x_dim) -> (mean (n, z_dim), cov (z_dim, z_dim))."""
-        precision = np.eye(self.W.shape[0]) + self.W @ self.W.T / self.noise_std ** 2
+        precision = np.eye(self.W.shape[0]) + self.W @ self.W.T / self.noise_std**2
         cov = np.linalg.inv(precision)
-        return (x - self.b) @ self.W.T @ cov / self.noise_std ** 2, cov
+        return (x - self.b) @ self.W.T @ cov / self.noise_std**2, cov
 
     def best_diagonal(self, x):
         """The diagonal Gaussian closest to p(z|x) in KL(q‖p): mean m, variances 1/diag(Σ⁻¹).
@@ -106,4 +106,3 @@ class Banana:
 def banana(n=500, noise_std=0.3, seed=0):
     """n observations from the banana model (see ``Banana``); x: (n, 2)."""
     return Banana(n, noise_std, seed)
-
