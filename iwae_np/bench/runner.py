@@ -307,15 +307,11 @@ class _Worker:
             OPENBLAS_NUM_THREADS=str(threads),
             MKL_NUM_THREADS=str(threads),
         )
-        command = [
-            sys.executable,
-            "-m",
-            "iwae_np.bench.runner",
-            "--worker",
-            side,
-            "--threads",
-            str(threads),
-        ] + (["--malloc"] if malloc else [])
+        code = (
+            "from iwae_np.bench.runner import worker; "
+            f"worker({side!r}, {int(threads)}, {bool(malloc)})"
+        )
+        command = [sys.executable, "-c", code]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
@@ -534,17 +530,6 @@ def _format_row(row):
         if "same_value" in row:
             text += "" if row["same_value"] else "  (LOSS DIFFERS: not the same computation)"
     return text
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--worker", choices=("numpy", "torch"), required=True)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--malloc", action="store_true")
-    arguments = parser.parse_args()
-    worker(arguments.worker, arguments.threads, arguments.malloc)
 
 
 def markdown_table(result):
