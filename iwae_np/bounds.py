@@ -72,25 +72,38 @@ def vr_bound(log_w, alpha):
 
     expm1 and log1p keep full relative precision as t → 0, where the direct form loses
     log k · ε / t to cancellation. When some t·d_i is large (> 1) the direct, max-shifted
-    log-mean-exp is accurate and cannot overflow, so that form is used there.
+    log-mean-exp is accurate, so that form is used there, shifted by the log w_i of the largest
+    t·log w_i (m below) so that t·log w_i cannot overflow either: L_α = m + L_α(log w − m).
     """
     t = 1.0 - alpha
     if t == 0:
         return elbo(log_w)
     finite = np.isfinite(getval(log_w))
-    k_finite = np.maximum(np.sum(finite, axis=0), 1)
+    dtype = getval(log_w).dtype  # every array below is made in it: float32 stays float32
+    k_finite = np.maximum(np.sum(finite, axis=0), 1).astype(dtype)
     safe_log_w = anp.where(finite, log_w, 0.0)  # −inf entries leave the centre alone
-    centre = anp.sum(safe_log_w, axis=0) / k_finite
-    scaled = t * (log_w - centre)  # t d_i; −inf (w_i = 0) stays −inf for t > 0, +inf for t < 0
+    # each term divided before the sum, so log-weights near ±1.8e308 cannot overflow it (any c
+    # gives the same L_α; this one makes the d_i small)
+    centre = anp.sum(safe_log_w / k_finite, axis=0)
+    with np.errstate(over="ignore"):  # a d_i beyond the float range fails `small` below
+        scaled = t * (log_w - centre)  # t d_i; −inf (w_i = 0) stays −inf for t > 0, +inf for t < 0
     if t < 0 and not np.all(finite):  # w_i = 0 with a negative power: w_i^t = inf, L_α = −inf
         with_inf = ~np.all(finite, axis=0)
     else:
         with_inf = np.zeros(np.shape(centre), dtype=bool)
     small = np.all(np.where(finite, getval(scaled), -np.inf) <= 1.0, axis=0) & ~with_inf
     # expm1 path, on inputs clamped to <= 1 so the unused side of the `where` stays finite
-    clamped = anp.where(finite & small, scaled, anp.where(finite, 0.0, -np.inf))
-    near = centre + anp.log1p(_mean_over_samples(anp.expm1(clamped))) / t
-    direct = log_mean_exp(anp.where(finite | ~with_inf, t * log_w, 0.0), axis=0) / t
+    clamped = anp.where(finite & small, scaled, np.where(finite, 0.0, -np.inf).astype(dtype))
+    with np.errstate(divide="ignore"):  # log1p(−1) = −inf where every w_i = 0
+        near = centre + anp.log1p(_mean_over_samples(anp.expm1(clamped))) / t
+    # m: the log w_i with the largest t·log w_i (max for t > 0, min for t < 0), a constant
+    # (any m gives the same L_α); every t·(log w_i − m) <= 0, so nothing overflows
+    m = np.where(finite, getval(log_w), -np.inf if t > 0 else np.inf)
+    m = np.max(m, axis=0) if t > 0 else np.min(m, axis=0)
+    m = np.where(np.isfinite(m), m, 0.0)  # an all −inf column: any m, L_α = −inf
+    with np.errstate(over="ignore"):  # log w_i − m beyond the float range: its weight is 0
+        shifted = anp.where(finite | ~with_inf, t * (log_w - m), 0.0)
+    direct = m + log_mean_exp(shifted, axis=0) / t
     return anp.where(with_inf, -np.inf, anp.where(small, near, direct))
 
 

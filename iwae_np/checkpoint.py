@@ -43,8 +43,9 @@ def _sha256(arrays, metadata):
 def _check_finite_arrays(arrays, where):
     for name, array in arrays.items():
         if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.all(np.isfinite(array)):
-            raise ValueError(f"checkpoint: expected finite values in {name!r}, got NaN or inf "
-                             f"{where}")
+            raise ValueError(
+                f"checkpoint: expected finite values in {name!r}, got NaN or inf {where}"
+            )
 
 
 def _writer_is_gone(pid):
@@ -92,14 +93,16 @@ def save(path, model, arrays, metadata):
     (JSON-ready dict) for ``model`` to ``path``, atomically. Refuses non-finite arrays."""
     path = os.fspath(path)
     _check_finite_arrays(arrays, "(not saved)")
-    record = dict(metadata, format_version=FORMAT_VERSION, model=model.config(),
-                  layout=model.layout.to_dict())
+    record = dict(
+        metadata, format_version=FORMAT_VERSION, model=model.config(), layout=model.layout.to_dict()
+    )
     record["sha256"] = _sha256(arrays, record)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_orphans(folder)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".checkpoint-{os.getpid()}-",
-                                         suffix=".npz")
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".checkpoint-{os.getpid()}-", suffix=".npz"
+    )
     try:
         with os.fdopen(handle, "wb") as f:
             np.savez(f, **arrays, **{_METADATA_KEY: np.array(json.dumps(record))})
@@ -120,35 +123,49 @@ def load(path, model=None):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"checkpoint: expected an existing checkpoint file, got {path!r} "
-                         f"(no such file)")
+        raise ValueError(
+            f"checkpoint: expected an existing checkpoint file, got {path!r} (no such file)"
+        )
     try:
         with np.load(path, allow_pickle=False) as contents:
             arrays = {name: contents[name] for name in contents.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
-        raise ValueError(f"checkpoint: expected a readable .npz checkpoint, got {path!r}, "
-                         f"truncated or corrupt ({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"checkpoint: expected a readable .npz checkpoint, got {path!r}, "
+            f"truncated or corrupt ({type(error).__name__}: {error})"
+        ) from None
     if _METADATA_KEY not in arrays:
-        raise ValueError(f"checkpoint: expected iwae_np metadata in {path!r}, got none "
-                         f"(not an iwae_np checkpoint)")
+        raise ValueError(
+            f"checkpoint: expected iwae_np metadata in {path!r}, got none "
+            f"(not an iwae_np checkpoint)"
+        )
     try:
         metadata = json.loads(str(arrays.pop(_METADATA_KEY)))
     except json.JSONDecodeError as error:
-        raise ValueError(f"checkpoint: expected JSON metadata in {path!r}, got corrupt "
-                         f"metadata ({error})") from None
+        raise ValueError(
+            f"checkpoint: expected JSON metadata in {path!r}, got corrupt metadata ({error})"
+        ) from None
     if not isinstance(metadata, dict):
-        raise ValueError(f"checkpoint: expected a JSON object as metadata in {path!r}, got "
-                         f"{type(metadata).__name__}")
+        raise ValueError(
+            f"checkpoint: expected a JSON object as metadata in {path!r}, got "
+            f"{type(metadata).__name__}"
+        )
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"checkpoint: expected format version {FORMAT_VERSION}, got "
-                         f"{metadata.get('format_version')!r} in {path!r}")
+        raise ValueError(
+            f"checkpoint: expected format version {FORMAT_VERSION}, got "
+            f"{metadata.get('format_version')!r} in {path!r}"
+        )
     if _sha256(arrays, metadata) != metadata.get("sha256"):
-        raise ValueError(f"checkpoint: expected contents matching their SHA-256 in {path!r}, "
-                         f"got a mismatch (the file is corrupt or was edited)")
+        raise ValueError(
+            f"checkpoint: expected contents matching their SHA-256 in {path!r}, "
+            f"got a mismatch (the file is corrupt or was edited)"
+        )
     missing = [key for key in ("model", "layout") if key not in metadata]
     if missing or "theta" not in arrays:
-        raise ValueError(f"checkpoint: expected theta, model and layout in {path!r}, got none of "
-                         f"{missing + ([] if 'theta' in arrays else ['theta'])}")
+        raise ValueError(
+            f"checkpoint: expected theta, model and layout in {path!r}, got none of "
+            f"{missing + ([] if 'theta' in arrays else ['theta'])}"
+        )
     _check_finite_arrays(arrays, f"in {path!r}")
     if model is not None:
         _check_matches(model, metadata, path)
@@ -157,11 +174,15 @@ def load(path, model=None):
 
 def _check_matches(model, metadata, path):
     if metadata["model"] != model.config():
-        raise ValueError(f"checkpoint: expected a checkpoint of {model!r}, got one of "
-                         f"{metadata['model']} in {path!r}")
+        raise ValueError(
+            f"checkpoint: expected a checkpoint of {model!r}, got one of "
+            f"{metadata['model']} in {path!r}"
+        )
     if metadata["layout"] != model.layout.to_dict():
-        raise ValueError(f"checkpoint: expected the parameter layout of {model!r}, got a "
-                         f"different layout in {path!r}")
+        raise ValueError(
+            f"checkpoint: expected the parameter layout of {model!r}, got a "
+            f"different layout in {path!r}"
+        )
 
 
 def load_model(path):
@@ -172,7 +193,9 @@ def load_model(path):
     try:
         model = VAE.from_config(metadata["model"])  # any registered model class
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"checkpoint: expected a valid model config in {path!r}, got "
-                         f"{metadata.get('model')!r} ({error})") from None
+        raise ValueError(
+            f"checkpoint: expected a valid model config in {path!r}, got "
+            f"{metadata.get('model')!r} ({error})"
+        ) from None
     _check_matches(model, metadata, path)
     return model, arrays["theta"], metadata

@@ -17,6 +17,7 @@ differentiated without breaking the gradient: a boxed value is checked but passe
 import contextvars
 import functools
 import inspect
+import math
 import numbers
 
 import numpy as np
@@ -25,8 +26,12 @@ from autograd.tracer import Box, getval
 _INSIDE = contextvars.ContextVar("iwae_np_inside_a_checked_call", default=False)
 
 
-def checked(**rules):
+def checked(returns=None, **rules):
     """Decorator: validate the named arguments with their rules when the call enters the package.
+
+    returns: an optional rule ``rule(value, arguments)`` for the result, applied at the door only
+    (a call from outside gets a ValueError naming the argument to blame instead of a NaN; the
+    package's own loops see the raw value and handle it, e.g. as a diverged training step).
 
     >>> @checked(x=real())
     ... def double(x):
@@ -53,21 +58,104 @@ def checked(**rules):
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as error:
-                raise ValueError(f"{function.__name__}: expected its documented arguments, "
-                                 f"got {error}") from None
+                raise ValueError(_binding_error(signature, args, kwargs, error)) from None
             bound.apply_defaults()
             arguments = bound.arguments
             for name, rule in rules.items():
                 arguments[name] = rule(name, arguments[name], arguments)
             token = _INSIDE.set(True)
             try:
-                return function(*bound.args, **bound.kwargs)
+                result = function(*bound.args, **bound.kwargs)
             finally:
                 _INSIDE.reset(token)
+            return result if returns is None else returns(result, arguments)
 
         return entry
 
     return decorate
+
+
+def _binding_error(signature, args, kwargs, error):
+    """A TypeError from binding the call's arguments, as "name: expected …, got …"."""
+    parameters = signature.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    unknown = [name for name in kwargs if name not in parameters and not takes_any]
+    if unknown:
+        names = [n for n in parameters if n != "self"]
+        return f"{unknown[0]}: expected one of the arguments {names}, got an unknown argument"
+    for name, parameter in parameters.items():
+        required = parameter.default is parameter.empty and parameter.kind not in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+        )
+        position = list(parameters).index(name)
+        if required and name not in kwargs and position >= len(args):
+            return f"{name}: expected a value, got none"
+    return f"{list(parameters)[-1]}: expected the documented arguments, got {error}"
+
+
+def available_memory():
+    """Bytes of memory the machine can still give (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits(name, value, shape, dtype, copies=1):
+    """An array of ``shape`` and ``dtype`` (``copies`` of it) must fit in the memory the machine
+    has left: refused by name before NumPy tries (a too-large request can otherwise end in the
+    kernel's out-of-memory killer, not a MemoryError)."""
+    count = 1
+    for size in shape:
+        count *= int(size)
+    needed = count * np.dtype(dtype).itemsize * copies
+    available = available_memory()
+    if count >= 2**62 or (available is not None and needed > available):
+        limit = "an index" if available is None else f"{available / 2**30:.1f} GiB available"
+        raise ValueError(
+            f"{name}: expected a size whose {tuple(shape)} array of "
+            f"{np.dtype(dtype).name} fits in memory ({limit}), got {value!r}"
+        )
+    return value
+
+
+def no_nan(blame, why):
+    """Rule for a result: no NaN. ``blame`` names the arguments at fault (e.g. "theta, eps");
+    ``why`` says what overflowed."""
+
+    def rule(value, arguments):
+        array = np.asarray(getval(value) if not isinstance(value, tuple) else getval(value[0]))
+        if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
+            index = _first_bad_index(np.isnan(array))
+            raise ValueError(
+                f"{blame}: expected values for which the result is defined, got "
+                f"NaN at index {index} ({why})"
+            )
+        return value
+
+    return rule
+
+
+def finite_result(blame, why):
+    """Rule for a result: finite everywhere (for outputs that are finite whenever the inputs are,
+    such as a network's logits: an inf there is an overflow, not an answer)."""
+
+    def rule(value, arguments):
+        array = np.asarray(getval(value))
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            index = _first_bad_index(~np.isfinite(array))
+            raise ValueError(
+                f"{blame}: expected values for which the result is finite, got "
+                f"{array[index]} at index {index} ({why})"
+            )
+        return value
+
+    return rule
 
 
 def outside():
@@ -105,8 +193,10 @@ def as_float_array(name, value):
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:  # ragged nested lists
-        raise ValueError(f"{name}: expected a real numeric array, got {type(value).__name__} "
-                         f"that is not one ({error})") from None
+        raise ValueError(
+            f"{name}: expected a real numeric array, got {type(value).__name__} "
+            f"that is not one ({error})"
+        ) from None
     if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float64)
     if array.dtype == np.float16:
@@ -159,8 +249,10 @@ def check_binary(name, x):
     bad = (array != 0) & (array != 1)
     if bad.any():
         idx = _first_bad_index(bad)
-        raise ValueError(f"{name}: expected binary data in {{0, 1}} for a Bernoulli likelihood, "
-                         f"got {array[idx]} at index {idx}")
+        raise ValueError(
+            f"{name}: expected binary data in {{0, 1}} for a Bernoulli likelihood, "
+            f"got {array[idx]} at index {idx}"
+        )
     return x
 
 
@@ -178,8 +270,9 @@ def check_broadcast(**arrays):
         return np.broadcast_shapes(*shapes.values())
     except ValueError:
         described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise ValueError(f"{', '.join(shapes)}: expected shapes that broadcast together, "
-                         f"got {described}") from None
+        raise ValueError(
+            f"{', '.join(shapes)}: expected shapes that broadcast together, got {described}"
+        ) from None
 
 
 def check_axis(name, axis, ndim):
@@ -193,8 +286,10 @@ def check_axis(name, axis, ndim):
         if isinstance(item, bool) or not isinstance(item, numbers.Integral):
             raise ValueError(f"{name}: expected an int, a tuple of ints or None, got {axis!r}")
         if not -ndim <= item < ndim:
-            raise ValueError(f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for an array "
-                             f"with {ndim} dimensions, got {item}")
+            raise ValueError(
+                f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for an array "
+                f"with {ndim} dimensions, got {item}"
+            )
         normalized.append(int(item) % ndim)
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"{name}: expected distinct axes, got {axis!r}")
@@ -218,36 +313,59 @@ def check_int(name, value, minimum=None, maximum=None):
 def check_sizes(name, sizes):
     """Hidden-layer sizes: a tuple or list of integers >= 1 (empty: no hidden layer)."""
     if not isinstance(sizes, (tuple, list)):
-        raise ValueError(f"{name}: expected a tuple of layer sizes such as (200, 200), "
-                         f"got {sizes!r}")
+        raise ValueError(
+            f"{name}: expected a tuple of layer sizes such as (200, 200), got {sizes!r}"
+        )
     return tuple(check_int(name, h, minimum=1) for h in sizes)
+
+
+def _as_finite_float(name, value, what):
+    """``value`` as a Python float, or a ValueError naming ``name``: bools are refused, and so is
+    any real number that is not finite *as a float* (an int of 400 digits or a long double
+    beyond 1.8e308 would overflow in the arithmetic; a Fraction has no ``np.isfinite``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    try:
+        converted = float(value)
+    except (OverflowError, ValueError, TypeError):
+        converted = math.inf
+    if not math.isfinite(converted):
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return converted
 
 
 def check_real(name, value, low=-np.inf, high=np.inf, low_open=False, high_open=False):
     """A finite real number (not a bool) in the interval given; returns a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    value = _as_finite_float(name, value, "a finite real number")
     below = value <= low if low_open else value < low
     above = value >= high if high_open else value > high
     if below or above:
-        interval = (("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]"))
+        interval = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
         raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
     return float(value)
 
 
 def check_positive(name, value):
     """A finite real number > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
+    value = _as_finite_float(name, value, "a finite positive number")
     if value <= 0:
         raise ValueError(f"{name}: expected a finite positive number, got {value}")
     return float(value)
 
 
+def check_bool(name, value):
+    """A flag: True or False (a NumPy bool too). Anything else, even a truthy 1 or "no", is
+    refused, so a misplaced argument is not read as a switch."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_choice(name, value, choices):
     """One of ``choices`` (compared with ==, so unhashable values are refused cleanly)."""
-    if not any(value is choice or (type(value) is type(choice) and value == choice)
-               for choice in choices):
+    if not any(
+        value is choice or (type(value) is type(choice) and value == choice) for choice in choices
+    ):
         raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
     return value
 
@@ -255,8 +373,10 @@ def check_choice(name, value, choices):
 def check_rng(name, rng):
     """Randomness is explicit: a numpy.random.Generator, never the global state."""
     if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"{name}: expected a numpy.random.Generator "
-                         f"(numpy.random.default_rng(seed)), got {type(rng).__name__}")
+        raise ValueError(
+            f"{name}: expected a numpy.random.Generator "
+            f"(numpy.random.default_rng(seed)), got {type(rng).__name__}"
+        )
     return rng
 
 
@@ -266,8 +386,8 @@ def check_rng(name, rng):
 def real(ndim=None, allow_neg_inf=False, allow_inf=False, nonempty=False):
     """Rule: a real array with no NaN (see ``check_array``)."""
     return lambda name, value, arguments: check_array(
-        name, value, ndim=ndim, allow_neg_inf=allow_neg_inf, allow_inf=allow_inf,
-        nonempty=nonempty)
+        name, value, ndim=ndim, allow_neg_inf=allow_neg_inf, allow_inf=allow_inf, nonempty=nonempty
+    )
 
 
 def binary():
@@ -278,7 +398,8 @@ def binary():
 def axis_of(array_name):
     """Rule: an axis valid for the argument ``array_name``."""
     return lambda name, value, arguments: check_axis(
-        name, value, np.ndim(getval(arguments[array_name])))
+        name, value, np.ndim(getval(arguments[array_name]))
+    )
 
 
 def integer(minimum=None, maximum=None):
@@ -306,18 +427,44 @@ def generator():
     return lambda name, value, arguments: check_rng(name, value)
 
 
+def flag():
+    """Rule: True or False."""
+    return lambda name, value, arguments: check_bool(name, value)
+
+
+def optional(rule):
+    """Rule: None, or a value that passes ``rule``."""
+    return lambda name, value, arguments: None if value is None else rule(name, value, arguments)
+
+
+def same_shape_as(other):
+    """Rule: an array with exactly the shape of the argument ``other`` (no broadcasting)."""
+
+    def rule(name, value, arguments):
+        want, got = np.shape(getval(arguments[other])), np.shape(getval(value))
+        if got != want:
+            raise ValueError(f"{name}: expected the shape of {other}, {want}, got {got}")
+        return value
+
+    return rule
+
+
 def broadcasting(*names):
     """Rule for the last of ``names``: all the named arrays broadcast together."""
+
     def rule(name, value, arguments):
         check_broadcast(**{other: arguments[other] for other in names})
         return value
+
     return rule
 
 
 def all_of(*rules):
     """Rule: each rule in turn, each on the value the previous one returned."""
+
     def rule(name, value, arguments):
         for each in rules:
             value = each(name, value, arguments)
         return value
+
     return rule

@@ -13,7 +13,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval
 
-from .checks import all_of, binary, broadcasting, checked, generator, integer, real
+from .checks import all_of, binary, broadcasting, check_fits, checked, generator, integer, real
 from .numerics import softplus
 
 LOG_2PI = math.log(2 * math.pi)
@@ -25,7 +25,14 @@ def normal_logpdf(x, mean, log_std):
 
     x, mean, log_std: broadcastable, e.g. (n, d), (k, n, d), (d,) -> (k, n).
     """
-    residual = x - mean
+    # x − μ itself overflows when x and μ are near ±1.8e308 with opposite signs, though u may be
+    # modest (σ large). Then it is formed halved, x/2 − μ/2 (halving such numbers is exact), and
+    # u doubled below.
+    with np.errstate(over="ignore"):
+        residual = x - mean
+    halve = not np.isfinite(getval(residual)).all()
+    if halve:
+        residual = x / 2 - mean / 2
     # u = (x − μ)/σ, standardized; exp(−log σ) avoids a division. Where x = μ exactly, u must be
     # 0 even when 1/σ overflows (log σ < −709 in float64): 0 · inf would be NaN. So 1/σ is taken
     # as 1 there (it multiplies 0 anyway), which also keeps the gradient finite. Elsewhere an
@@ -33,7 +40,7 @@ def normal_logpdf(x, mean, log_std):
     # (a product with the 0/1 mask, not anp.where, which does not unbroadcast its gradient)
     inverse_std = anp.exp(-log_std * (getval(residual) != 0))
     with np.errstate(over="ignore", invalid="ignore"):
-        u = residual * inverse_std
+        u = residual * inverse_std * 2 if halve else residual * inverse_std
         return anp.sum(-0.5 * LOG_2PI - log_std - 0.5 * u * u, axis=-1)
 
 
@@ -54,7 +61,31 @@ def bernoulli_logpmf(x, logits):
     return anp.sum(x * logits - softplus(logits), axis=-1)
 
 
-@checked(mean=real(), log_std=all_of(real(), broadcasting("mean", "log_std")), eps=real())
+def _finite_scale(name, value, arguments):
+    """Rule for a log σ: σ = exp(log σ) must be a finite number in log σ's dtype (below
+    exp(709.78) in float64, exp(88.72) in float32). An infinite σ is no normal distribution,
+    and σ · ε would be inf, or NaN where ε = 0."""
+    array = np.asarray(getval(value))
+    limit = math.log(np.finfo(array.dtype).max)
+    too_large = array > limit
+    if too_large.any():
+        index = tuple(int(i) for i in np.argwhere(too_large)[0])
+        raise ValueError(
+            f"{name}: expected values <= {limit:.2f}, so that exp({name}) is finite "
+            f"in {array.dtype}, got {array[index]} at index {index}"
+        )
+    return value
+
+
+# log σ for sampling: real, no NaN or inf, σ finite
+SCALE = all_of(real(), _finite_scale)
+
+
+@checked(
+    mean=real(),
+    log_std=all_of(SCALE, broadcasting("mean", "log_std")),
+    eps=all_of(real(), broadcasting("mean", "log_std", "eps")),
+)
 def reparameterize(mean, log_std, eps):
     """z = μ + σ ⊙ ε with ε ~ N(0, I): a sample of N(μ, diag σ²) that is differentiable in μ, σ.
 
@@ -62,15 +93,22 @@ def reparameterize(mean, log_std, eps):
     return mean + anp.exp(log_std) * eps
 
 
-@checked(rng=generator(), mean=real(), log_std=all_of(real(), broadcasting("mean", "log_std")),
-         k=integer(minimum=1))
+@checked(
+    rng=generator(),
+    mean=real(),
+    log_std=all_of(SCALE, broadcasting("mean", "log_std")),
+    k=integer(minimum=1),
+)
 def sample_normal(rng, mean, log_std, k=1):
     """Draw k reparameterized samples z = mean + exp(log_std) * eps, eps ~ N(0, I).
 
     rng: numpy.random.Generator; mean, log_std: (n, d) -> (z, eps), each (k, n, d), in the dtype
     of ``mean``. Return eps too, so the same draw can be reused (e.g. to recompute log q).
     """
-    shape = np.broadcast_shapes(np.shape(getval(mean)), np.shape(getval(log_std)))
+    shape = (k,) + np.broadcast_shapes(np.shape(getval(mean)), np.shape(getval(log_std)))
     dtype = np.result_type(getval(mean), np.float32)
-    eps = rng.standard_normal((k,) + tuple(shape), dtype=dtype)
+    # the generator draws float32 or float64; a long double's ε is drawn in float64, widened
+    drawn = dtype if dtype in (np.float32, np.float64) else np.float64
+    check_fits("k", k, shape, dtype, copies=3)  # ε, z and a temporary
+    eps = rng.standard_normal(shape, dtype=drawn).astype(dtype, copy=False)
     return reparameterize(mean, log_std, eps), eps

@@ -39,6 +39,7 @@ def normalized_weights(log_w):
     return w / w.sum(axis=0, keepdims=True)
 
 
+@checked(estimator=one_of(*ESTIMATORS), m=integer(minimum=1))
 def surrogates(model, theta, x, eps, estimator="iwae", m=1):
     """(encoder surrogate, decoder surrogate): scalar functions of θ whose gradients, masked to the
     encoder and to the decoder blocks, make up the estimator. Each is a mean over the n points."""

@@ -10,9 +10,9 @@ depends on ``max_rows``, not on k·n.
 import math
 
 import numpy as np
-from tqdm import tqdm
 
-from .checks import checked, integer, number, one_of, positive, real
+from . import threads
+from .checks import check_int, checked, flag, integer, number, one_of, positive, real
 from .distributions import normal_logpdf
 from .models import THETA, X
 from .numerics import log_mean_exp, logsumexp
@@ -28,8 +28,23 @@ def _log_weights_for(model, theta, lam, n):
     return lambda xb, rows, eps: model.log_weights_given(theta, xb, mean[rows], log_std[rows], eps)
 
 
+def _seed(name, value, arguments):
+    """A seed: an integer >= 0, or a list of them (as ``numpy.random.default_rng`` takes)."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ValueError(f"{name}: expected an integer >= 0 or a list of them, got {value!r}")
+    for each in values:
+        check_int(name, each, minimum=0)
+    return value
+
+
 @checked(
-    theta=THETA, x=X, k=integer(minimum=1), max_rows=integer(minimum=1), seed=integer(minimum=0)
+    theta=THETA,
+    x=X,
+    k=integer(minimum=1),
+    max_rows=integer(minimum=1),
+    seed=_seed,
+    progress=flag(),
 )
 def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progress=False):
     """log p(x) ≈ L_k = log (1/k) Σ_i w_i with large k (Burda et al. use k = 5000).
@@ -43,18 +58,25 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
     points_per_chunk = max(1, max_rows // k)  # whole points when k is small enough
     samples_per_chunk = min(k, max_rows)  # else chunks of samples of a single point
     out = np.empty(n)
-    for start in tqdm(
-        range(0, n, points_per_chunk), desc=f"log p(x), k={k}", disable=not progress, leave=False
-    ):
-        rows = np.arange(start, min(n, start + points_per_chunk))
-        streams = [np.random.default_rng([seed, int(i)]) for i in rows]
-        running = np.full(len(rows), -np.inf)
-        for done in range(0, k, samples_per_chunk):
-            size = min(samples_per_chunk, k - done)
-            eps = np.stack([s.standard_normal((size, model.eps_dim)) for s in streams], axis=1)
-            log_w = log_weights(x[rows], rows, eps.astype(model.dtype, copy=False))
-            running = logsumexp(np.stack([running, logsumexp(log_w, axis=0)]), axis=0)
-        out[rows] = running - math.log(k)
+    from tqdm import tqdm  # here, not at import: it is slow to load and only shows progress
+
+    with threads.adaptive() as blas:  # BLAS gets the cores others leave free
+        for start in tqdm(
+            range(0, n, points_per_chunk),
+            desc=f"log p(x), k={k}",
+            disable=not progress,
+            leave=False,
+        ):
+            rows = np.arange(start, min(n, start + points_per_chunk))
+            streams = [np.random.default_rng([seed, int(i)]) for i in rows]
+            running = np.full(len(rows), -np.inf)
+            for done in range(0, k, samples_per_chunk):
+                blas.update()
+                size = min(samples_per_chunk, k - done)
+                eps = np.stack([s.standard_normal((size, model.eps_dim)) for s in streams], axis=1)
+                log_w = log_weights(x[rows], rows, eps.astype(model.dtype, copy=False))
+                running = logsumexp(np.stack([running, logsumexp(log_w, axis=0)]), axis=0)
+            out[rows] = running - math.log(k)
     return out
 
 
@@ -65,6 +87,8 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
     k=integer(minimum=1),
     replicates=integer(minimum=1),
     max_rows=integer(minimum=1),
+    seed=_seed,
+    return_std=flag(),
 )
 def expected_bound(
     model,
@@ -87,17 +111,19 @@ def expected_bound(
     points_per_chunk = max(1, max_rows // k)
     replicates_per_chunk = max(1, max_rows // (k * min(n, points_per_chunk)))
     total, total_squares = np.zeros(n), np.zeros(n)
-    for start in range(0, n, points_per_chunk):
-        rows = np.arange(start, min(n, start + points_per_chunk))
-        for done in range(0, replicates, replicates_per_chunk):
-            r = min(replicates_per_chunk, replicates - done)
-            eps = rng.standard_normal((r * k, len(rows), model.eps_dim), dtype=model.dtype)
-            log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
-            per_replicate = (
-                log_w.mean(axis=1) if objective == "elbo" else log_mean_exp(log_w, axis=1)
-            )
-            total[rows] += per_replicate.sum(axis=0)
-            total_squares[rows] += (per_replicate**2).sum(axis=0)
+    with threads.adaptive() as blas:  # BLAS gets the cores others leave free
+        for start in range(0, n, points_per_chunk):
+            rows = np.arange(start, min(n, start + points_per_chunk))
+            for done in range(0, replicates, replicates_per_chunk):
+                blas.update()
+                r = min(replicates_per_chunk, replicates - done)
+                eps = rng.standard_normal((r * k, len(rows), model.eps_dim), dtype=model.dtype)
+                log_w = log_weights(x[rows], rows, eps).reshape(r, k, len(rows))
+                per_replicate = (
+                    log_w.mean(axis=1) if objective == "elbo" else log_mean_exp(log_w, axis=1)
+                )
+                total[rows] += per_replicate.sum(axis=0)
+                total_squares[rows] += (per_replicate**2).sum(axis=0)
     mean = total / replicates
     if not return_std:
         return mean

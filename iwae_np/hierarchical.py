@@ -16,9 +16,9 @@ for one layer only and is refused with a ValueError.
 import autograd.numpy as anp
 from autograd.tracer import getval
 
-from .checks import check_int, check_sizes, checked, generator, integer
+from .checks import all_of, check_int, check_sizes, checked, generator, integer
 from .distributions import normal_logpdf, reparameterize, std_normal_logpdf
-from .models import EPS, LATENT, MODELS, THETA, VAE, X
+from .models import EPS, LATENT, LOG_W_DEFINED, MODELS, SAMPLED_X_DEFINED, SAMPLES, THETA, VAE, X
 from .nets import MLP
 from .params import Layout
 
@@ -29,6 +29,7 @@ class TwoLayerVAE(VAE):
     "encoder.h2.*" (q(h2|h1)); the decoder's "decoder.*" (p(x|h1)) and "decoder.h1.*" (p(h1|h2)),
     so ``layout.mask("encoder.")`` still selects all of q."""
 
+    @checked()
     def __init__(
         self,
         x_dim,
@@ -118,7 +119,7 @@ class TwoLayerVAE(VAE):
             + std_normal_logpdf(h2)
         )
 
-    @checked(theta=THETA, x=X, eps=EPS)
+    @checked(returns=LOG_W_DEFINED, theta=THETA, x=X, eps=EPS)
     def log_weights(self, theta, x, eps, stop_q=False):
         """log w_i for both layers. theta: (P,); x: (n, x_dim); eps: (k, n, h1_dim + h2_dim)
         -> (k, n).
@@ -161,13 +162,18 @@ class TwoLayerVAE(VAE):
         mean1, _ = self.encode(theta, x)
         return [mean1, self._q_h2(theta, mean1)[0]]
 
-    @checked(rng=generator(), n=integer(minimum=1))
+    @checked(rng=generator(), n=all_of(integer(minimum=1), SAMPLES))
     def sample_prior(self, rng, n):
         """The top layer h2 ~ p(h2) = N(0, I): (n, h2_dim). ``decode`` takes h1, not h2: use
         ``sample`` for the layers in between."""
         return rng.standard_normal((n, self.h2_dim), dtype=self.dtype)
 
-    @checked(theta=THETA, rng=generator(), n=integer(minimum=1))
+    @checked(
+        theta=THETA,
+        rng=generator(),
+        n=all_of(integer(minimum=1), SAMPLES),
+        returns=SAMPLED_X_DEFINED,
+    )
     def sample(self, theta, rng, n):
         """Ancestral samples: h2 ~ p(h2), h1 ~ p(h1|h2), x ~ p(x|h1) -> (x (n, x_dim), the full
         latent (n, h1_dim + h2_dim)); ``split_layers`` gives h1 and h2."""

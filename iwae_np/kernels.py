@@ -1,6 +1,6 @@
 """The fast tier: the same math as the reference functions, in fewer and cheaper passes.
 
-A student reads the reference forms (``params.block``, ``nets.tanh``, ``nets.relu``,
+A student reads the reference forms (``params.block``, one ``nets.MLP`` layer a(h W + b),
 ``distributions.bernoulli_logpmf``). The models run these kernels by default, because they were
 measured faster (docs/design.md §1, §2); ``VAE(..., fast=False)`` runs the same model on the
 reference tier. ``tests/test_kernels.py`` asserts every kernel equals its reference in values and
@@ -15,6 +15,8 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
 from autograd.tracer import Box, getval
+
+from .numerics import sigmoid
 
 # ---------------------------------------------------------------- reading θ: the sparse block VJP
 
@@ -56,49 +58,22 @@ defvjp(
 )
 
 
-# ---------------------------------------------------------------- activations
-
-
-@primitive
-def tanh(a):
-    """tanh(a), elementwise. Replaces ``nets.tanh`` (``anp.tanh``)."""
-    return np.tanh(a)
-
-
-def _tanh_vjp(ans, a):
-    """tanh' = 1 − tanh², from the saved output: two cheap passes instead of autograd's
-    1/cosh² (which computes cosh). Where tanh' is tiny (|a| > 10) this is accurate to 1e-16
-    absolute, which is all a weight sees."""
-    return lambda g: g * (1 - ans * ans)
-
-
-defvjp(tanh, _tanh_vjp)
-
-
-@primitive
-def relu(a):
-    """max(a, 0), elementwise. Replaces ``nets.relu`` (``anp.maximum(a, 0)``); identical
-    gradient (0 at a ≤ 0) without autograd's tie-splitting bookkeeping."""
-    return np.maximum(a, 0)
-
-
-defvjp(relu, lambda ans, a: lambda g: g * (ans > 0))
-
-ACTIVATIONS = {"tanh": tanh, "relu": relu}
-
-
 # ---------------------------------------------------------------- one dense layer, fused
 
 
 @primitive
 def dense(theta, h, W_block, b_block, activation=None):
     """a(h W + b), with W and b read from θ: one primitive for what the reference MLP writes as
-    ``block``, ``block``, ``dot``, ``+`` and the activation (five autograd operations).
+    ``block``, ``block``, ``dot``, ``+`` and the activation (five autograd operations). The
+    derivatives: tanh' = 1 − tanh², from the saved output (no cosh); relu' = 1 where the output
+    is positive, else 0 (as the reference ``nets.relu``).
 
     Replaces one layer of ``nets.MLP`` on the reference tier. theta: (P,); h: (rows, d_in);
     W_block, b_block: (start, stop, shape) of W (d_in, d_out) and b (d_out,) in θ, adjacent;
     activation: None, "tanh" or "relu". -> (rows, d_out). Fewer operations means less of
-    autograd's per-operation bookkeeping, which dominates a step at small k (docs/design.md §2).
+    autograd's per-operation bookkeeping, which dominates a step at small k. The derivatives:
+    tanh' = 1 − tanh², from the saved output (no cosh); relu' = 1 where the output is positive,
+    else 0, as the reference ``nets.relu``.
     """
     W = theta[W_block[0] : W_block[1]].reshape(W_block[2])
     out = h @ W
@@ -185,7 +160,9 @@ def unbroadcast(g, shape):
 
 @primitive
 def bernoulli_log_terms(x, logits):
-    """Elementwise log Bern(x_d; σ(ℓ_d)) = x_d ℓ_d − softplus(ℓ_d) = log σ(s_d ℓ_d), s = 2x − 1.
+    """With ``sum_last``, replaces ``distributions.bernoulli_logpmf``. Elementwise,
+
+        log Bern(x_d; σ(ℓ_d)) = x_d ℓ_d − softplus(ℓ_d) = log σ(s_d ℓ_d),   s = 2x − 1.
 
     For x ∈ {0, 1} the sign s ∈ {−1, +1} folds both cases into one log-sigmoid: log σ(ℓ) when
     x = 1 and log σ(−ℓ) = log(1 − σ(ℓ)) when x = 0. With t = s ℓ,
@@ -212,7 +189,10 @@ def _bernoulli_log_terms_vjp(ans, x, logits):
 
     def vjp(g):
         if isinstance(g, Box) or isinstance(ans, Box):  # differentiated again: traceable ops
-            return unbroadcast(anp.expm1(ans) * (1 - 2 * x) * g, anp.shape(logits))
+            # s σ(−s ℓ) through the sigmoid primitive, whose own derivative keeps full relative
+            # precision; expm1(ans) would differentiate as (expm1(ans) + 1), which cancels.
+            sign = 2 * x - 1
+            return unbroadcast(sign * sigmoid(-sign * logits) * g, anp.shape(logits))
         grad = np.expm1(ans)  # the usual case: in place, one temporary
         grad *= 1 - 2 * x  # −s
         grad *= g

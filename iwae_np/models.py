@@ -49,16 +49,22 @@ from autograd.tracer import getval
 
 from . import kernels
 from .checks import (
+    all_of,
     as_float_array,
     check_array,
     check_binary,
+    check_bool,
     check_choice,
+    check_fits,
     check_int,
     check_last_dim,
     check_sizes,
     checked,
+    finite_result,
+    flag,
     generator,
     integer,
+    no_nan,
 )
 from .distributions import bernoulli_logpmf, normal_logpdf, reparameterize, std_normal_logpdf
 from .nets import ACTIVATIONS, MLP
@@ -68,6 +74,23 @@ from .params import Layout, init_theta
 LIKELIHOODS = ("bernoulli", "gaussian")
 MODELS = {}  # class name -> class, for rebuilding a model from a checkpoint's config
 DTYPES = ("float64", "float32")
+
+
+# At the door, log w must be defined: a finite θ whose σ = exp(log σ) overflows, or an ε so large
+# that z² overflows, is refused by name rather than returned as NaN.
+LOG_W_DEFINED = no_nan("theta, eps", "σ = exp(log σ), z = μ + σ·ε or a square overflowed")
+
+
+def SAMPLES(name, value, arguments):
+    """Rule for a number of draws (k, n): the draws (and the x they decode to) fit in memory."""
+    model = _model_of(arguments)
+    k = arguments.get("k", 1)
+    blame = "k, n" if "k" in arguments else name
+    return check_fits(blame, value, (k, value, model.eps_dim + model.x_dim), model.dtype, 2)
+
+
+LOGITS_FINITE = finite_result("theta, z", "a sum in the decoder overflowed the dtype")
+SAMPLED_X_DEFINED = no_nan("theta", "the decoder's output or exp(log σ_x) overflowed")
 
 
 # Rules for @checked functions of a model: the model (the call's ``self`` in a method, else its
@@ -132,6 +155,7 @@ class VAE:
     one stochastic layer is z, so ``layer_dims`` is (z_dim,) and the full latent is z.
     """
 
+    @checked()
     def __init__(
         self,
         x_dim,
@@ -154,7 +178,7 @@ class VAE:
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
         self.dtype = np.dtype(check_choice("dtype", _dtype_name(dtype), DTYPES))
-        self.fast = bool(fast)
+        self.fast = check_bool("fast", fast)
 
         # The encoder's last layer outputs (μ, log σ) side by side: 2·z_dim numbers per point.
         self.encoder = MLP(
@@ -222,6 +246,7 @@ class VAE:
         [1e-3, 1 − 1e-3]), so the first steps learn structure instead of the average image.
         """
         seed = check_int("seed", seed, minimum=0)
+        check_fits("hidden", self.hidden, (self.layout.size,), self.dtype, copies=2)
         theta = init_theta(self.layout, np.random.default_rng(seed), self.dtype)
         # The log σ half of the encoder's output layer starts at 0, so every q starts with σ = 1,
         # the prior's scale. σ = exp(·) amplifies a random start exponentially: with Glorot
@@ -249,7 +274,7 @@ class VAE:
         h = self.encoder(theta, self.layout, x)
         return h[..., : self.z_dim], h[..., self.z_dim :]
 
-    @checked(theta=THETA, z=Z)
+    @checked(theta=THETA, z=Z, returns=LOGITS_FINITE)
     def decode(self, theta, z):
         """p(x|z)'s parameter: logits (Bernoulli) or mean (Gaussian).
         z: (..., z_dim) -> (..., x_dim)."""
@@ -268,7 +293,7 @@ class VAE:
         """log p(x, z) = log p(x|z) + log p(z). x: (n, x_dim), z: (k, n, z_dim) -> (k, n)."""
         return self.log_likelihood(theta, x, z) + std_normal_logpdf(z)
 
-    @checked(theta=THETA, x=X, eps=EPS)
+    @checked(theta=THETA, x=X, eps=EPS, stop_q=flag(), returns=LOG_W_DEFINED)
     def log_weights(self, theta, x, eps, stop_q=False):
         """Importance log-weights log w_i = log p(x, z_i) − log q(z_i|x), z_i = μ + σ ⊙ ε_i.
 
@@ -279,7 +304,9 @@ class VAE:
         mean, log_std = self.encode(theta, x)  # (n, z_dim): encode x once, broadcast over k
         return self.log_weights_given(theta, x, mean, log_std, eps, stop_q=stop_q)
 
-    @checked(theta=THETA, x=X, mean=LAMBDA, log_std=LAMBDA, eps=EPS)
+    @checked(
+        theta=THETA, x=X, mean=LAMBDA, log_std=LAMBDA, eps=EPS, stop_q=flag(), returns=LOG_W_DEFINED
+    )
     def log_weights_given(self, theta, x, mean, log_std, eps, stop_q=False):
         """log w_i for a q(z|x) = N(mean, diag exp(log_std)²) you give instead of the encoder's:
         classic VI's per-point λ. theta: (P,); x: (n, x_dim); mean, log_std: (n, z_dim);
@@ -294,24 +321,30 @@ class VAE:
         """E_q[z|x] of each stochastic layer, for active units: [(n, z_dim)]."""
         return [self.encode(theta, x)[0]]
 
+    @checked(z=LATENT)
     def split_layers(self, z):
         """The full latent (..., eps_dim) as a list of its layers: [z (..., z_dim)]."""
         return [z]
 
     # ------------------------------------------------------------------ sampling
 
-    @checked(rng=generator(), k=integer(minimum=1), n=integer(minimum=1))
+    @checked(rng=generator(), k=integer(minimum=1), n=all_of(integer(minimum=1), SAMPLES))
     def draw_eps(self, rng, k, n):
         """ε ~ N(0, I) of shape (k, n, eps_dim) in the model's dtype, from ``rng``."""
         return rng.standard_normal((k, n, self.eps_dim), dtype=self.dtype)
 
-    @checked(rng=generator(), n=integer(minimum=1))
+    @checked(rng=generator(), n=all_of(integer(minimum=1), SAMPLES))
     def sample_prior(self, rng, n):
         """The top layer from its prior, here z ~ p(z) = N(0, I): (n, z_dim), the latent that
         ``decode`` takes."""
         return rng.standard_normal((n, self.z_dim), dtype=self.dtype)
 
-    @checked(theta=THETA, rng=generator(), n=integer(minimum=1))
+    @checked(
+        theta=THETA,
+        rng=generator(),
+        n=all_of(integer(minimum=1), SAMPLES),
+        returns=SAMPLED_X_DEFINED,
+    )
     def sample(self, theta, rng, n):
         """Ancestral samples z ~ p(z), x ~ p(x|z) -> (x (n, x_dim), z (n, z_dim))."""
         z = self.sample_prior(rng, n)
@@ -323,7 +356,7 @@ class VAE:
         out = self.decode(theta, z)
         if self.likelihood == "bernoulli":
             return (rng.random(out.shape, dtype=self.dtype) < sigmoid(out)).astype(self.dtype)
-        std = np.exp(self.layout.get(theta, "decoder.log_std"))
+        std = np.exp(self.layout.get(theta, "decoder.log_std", fast=self.fast))
         return out + std * rng.standard_normal(out.shape, dtype=self.dtype)
 
     # ------------------------------------------------------------------ checks at the door
@@ -356,7 +389,12 @@ class VAE:
     def check_z(self, z, name="z"):
         """z must be (..., z_dim) and finite."""
         z = check_array(name, z)
-        check_last_dim(name, z, self.z_dim, "the model's z_dim")
+        what = (
+            f"the z_dim of {type(self).__name__}: its layer next to x"
+            if len(self.layer_dims) > 1
+            else "the model's z_dim"
+        )
+        check_last_dim(name, z, self.z_dim, what)
         return _in_dtype(z, self.dtype)
 
     def check_latent(self, z, name="z"):

@@ -16,7 +16,7 @@ import numpy as np
 from autograd.extend import defvjp, primitive
 from autograd.tracer import getval
 
-from .checks import axis_of, checked, real
+from .checks import axis_of, checked, flag, real
 
 
 def _keep_reduced_axes(value, axis, ndim):
@@ -39,13 +39,14 @@ def logsumexp(a, axis=None, keepdims=False):
     a = np.asarray(a)
     a_max = np.max(a, axis=axis, keepdims=True)
     a_max = np.where(np.isfinite(a_max), a_max, 0)
-    terms = np.exp(a - a_max)
+    with np.errstate(over="ignore"):  # a − m below −1.8e308 is −inf, whose exp is the right 0
+        terms = np.exp(a - a_max)
     at_max = a == a_max
     count = np.sum(at_max, axis=axis, keepdims=True)
     rest = np.sum(np.where(at_max, 0, terms), axis=axis, keepdims=True)
+    c = np.maximum(count, 1)
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = −inf for all −inf slices
-        out = np.where(count > 0, np.log(np.maximum(count, 1)) + np.log1p(rest / np.maximum(count, 1)),
-                       np.log(rest)) + a_max
+        out = np.where(count > 0, np.log(c) + np.log1p(rest / c), np.log(rest)) + a_max
     out = out.astype(np.result_type(a.dtype, np.float32), copy=False)
     if keepdims:
         return out
@@ -72,7 +73,9 @@ def _logsumexp_vjp(ans, a, axis=None, keepdims=False):
 
 
 defvjp(logsumexp, _logsumexp_vjp)
-logsumexp = checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"))(logsumexp)
+logsumexp = checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"), keepdims=flag())(
+    logsumexp
+)
 
 
 @checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"))

@@ -4,9 +4,63 @@ Both *maximize*: they step along the gradient of the bound. Their state is a dic
 checkpoint can save it and a resumed run continues exactly.
 """
 
-import numpy as np
+import math
 
-from .checks import check_array, check_positive, check_real
+import numpy as np
+from autograd.tracer import getval
+
+from .checks import (
+    all_of,
+    check_array,
+    check_positive,
+    check_real,
+    checked,
+    optional,
+    positive,
+    real,
+    same_shape_as,
+)
+
+
+def _like_the_state(name, value, arguments):
+    """Rule for ``params``: once an optimizer has stepped, its moments have θ's shape."""
+    state = arguments["self"].state
+    if state is not None and np.shape(getval(value)) != np.shape(state["m"]):
+        raise ValueError(
+            f"{name}: expected shape {np.shape(state['m'])}, the shape this "
+            f"optimizer has been stepping, got {np.shape(getval(value))}"
+        )
+    return value
+
+
+def _squares_representable(name, value, arguments):
+    """Rule for Adam's ``grad``: Adam keeps (1 − β₂) g², so that must be a normal float. Above
+    √(max)/2 it would overflow and the step would silently be 0. Below √(tiny / (1 − β₂)) it
+    loses digits or underflows, which matters only when ε is too small to hide it (ε = 0: the
+    step would be wrong, inf or NaN)."""
+    adam, grad = arguments["self"], np.asarray(getval(value))
+    info = np.finfo(grad.dtype)
+    largest = math.sqrt(float(info.max)) / 2
+    smallest = math.sqrt(float(info.tiny) / (1 - adam.beta2))
+    tiny_matters = adam.eps < smallest / float(info.eps)
+    # the usual case in two passes that allocate nothing: no entry beyond ±largest
+    if grad.size == 0 or (not tiny_matters and -largest <= grad.min() and grad.max() <= largest):
+        return value
+    size = np.abs(grad)
+    bad = (size > largest) | ((size > 0) & (size < smallest) if tiny_matters else False)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        got = grad[index]
+        raise ValueError(
+            f"{name}: expected |g| <= {largest:.3g} (and 0 or >= {smallest:.3g} "
+            f"when eps is below {smallest / float(info.eps):.3g}) in {grad.dtype}, "
+            f"so that Adam's g² is a float, got {got} at index {index}"
+        )
+    return value
+
+
+PARAMS = all_of(real(), _like_the_state)
+GRAD = all_of(real(), same_shape_as("params"))
 
 
 class Adam:
@@ -26,6 +80,7 @@ class Adam:
         self.eps = check_real("eps", eps, 0)
         self.state = None
 
+    @checked(params=PARAMS, grad=all_of(GRAD, _squares_representable), lr=optional(positive()))
     def step(self, params, grad, lr=None):
         """One ascent step; returns the new params (a new array). grad: params' shape."""
         if self.state is None:
@@ -36,7 +91,11 @@ class Adam:
         s["v"] = self.beta2 * s["v"] + (1 - self.beta2) * grad * grad
         m_hat = s["m"] / (1 - self.beta1 ** s["t"])
         v_hat = s["v"] / (1 - self.beta2 ** s["t"])
-        return params + (self.lr if lr is None else lr) * m_hat / (np.sqrt(v_hat) + self.eps)
+        # a coordinate whose gradient has always been 0 has m̂ = v̂ = 0 and does not move (with
+        # ε = 0 the ratio would be 0/0 = NaN)
+        denominator = np.sqrt(v_hat) + self.eps
+        ratio = np.divide(m_hat, denominator, out=np.zeros_like(m_hat), where=denominator > 0)
+        return params + (self.lr if lr is None else lr) * ratio
 
 
 class SGD:
@@ -46,6 +105,7 @@ class SGD:
         self.lr = check_positive("lr", lr)
         self.state = None
 
+    @checked(params=real(), grad=GRAD, lr=optional(positive()))
     def step(self, params, grad, lr=None):
         return params + (self.lr if lr is None else lr) * grad
 
@@ -59,4 +119,11 @@ def clip_by_norm(grad, max_norm):
     if scale == 0.0:
         return grad
     norm = scale * float(np.linalg.norm(grad / scale))  # ‖g‖ = s ‖g / s‖: no overflow of g²
-    return grad * (max_norm / norm) if norm > max_norm else grad
+    if norm <= max_norm:
+        return grad
+    shrink = max_norm / norm
+    # a factor below the smallest normal float would lose its digits (or be 0): then divide
+    # first, (g / ‖g‖) · max_norm, whose entries are at most 1 before the product
+    if shrink < np.finfo(grad.dtype).tiny:
+        return grad / norm * max_norm
+    return grad * shrink

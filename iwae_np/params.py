@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import kernels
+from .checks import checked, generator, integer
 
 
 def block(theta, start, stop, shape):
@@ -44,6 +45,10 @@ class Layout:
     def get(self, theta, name, fast=True):
         """The block ``name`` of θ, shaped and differentiable: through ``kernels.block`` (sparse
         in-place VJP) when ``fast``, else through the reference ``block`` (a plain slice)."""
+        if name not in self.blocks:
+            raise ValueError(
+                f"name: expected one of the layout's blocks {list(self.blocks)}, got {name!r}"
+            )
         return (kernels.block if fast else block)(theta, *self.blocks[name])
 
     def slice(self, name):
@@ -81,14 +86,20 @@ class Layout:
         return f"Layout(size={self.size})\n{rows}"
 
 
+@checked(rng=generator(), fan_in=integer(minimum=1), fan_out=integer(minimum=1))
 def glorot_uniform(rng, fan_in, fan_out, dtype=np.float64):
-    """W ~ U(−a, a), a = √(6 / (fan_in + fan_out)) (Glorot & Bengio 2010; Burda et al. use it)."""
+    """W ~ U(−a, a), a = √(6 / (fan_in + fan_out)) (Glorot & Bengio 2010; Burda et al. use it).
+    -> W: (fan_in, fan_out) in ``dtype``."""
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
 
 
+@checked(rng=generator())
 def init_theta(layout, rng, dtype=np.float64):
-    """A fresh θ: Glorot-uniform for every 2-D ``*.W`` block, zeros for everything else."""
+    """A fresh θ: Glorot-uniform for every 2-D ``*.W`` block, zeros for everything else.
+    -> θ: (layout.size,) in ``dtype``."""
+    if not isinstance(layout, Layout):
+        raise ValueError(f"layout: expected a Layout, got {type(layout).__name__}")
     theta = np.zeros(layout.size, dtype=dtype)
     for name, (start, stop, shape) in layout.blocks.items():
         if name.endswith(".W") and len(shape) == 2:

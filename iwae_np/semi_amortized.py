@@ -16,8 +16,8 @@ import numpy as np
 from autograd.tracer import getval
 
 from .bounds import elbo
-from .checks import check_int, check_positive, checked, positive
-from .models import THETA, X
+from .checks import check_int, check_positive, checked, flag, positive
+from .models import THETA, X, one_layer
 
 
 def _point_elbos(model, theta, x, lam, eps):
@@ -36,7 +36,14 @@ def _refine_eps(name, value, arguments):
     return value
 
 
-@checked(theta=THETA, x=X, eps=_refine_eps, lr=positive())
+@checked(
+    model=one_layer("semi-amortized refinement (a q given per point)"),
+    theta=THETA,
+    x=X,
+    eps=_refine_eps,
+    lr=positive(),
+    from_encoder=flag(),
+)
 def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
     """K gradient-ascent steps on each point's ELBO from λ₀ (the encoder's, or the prior's):
 
@@ -55,7 +62,15 @@ def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
     return lam
 
 
-@checked(theta=THETA, x=X, eps=_refine_eps, lr=positive())
+@checked(
+    model=one_layer("semi-amortized refinement (a q given per point)"),
+    theta=THETA,
+    x=X,
+    eps=_refine_eps,
+    lr=positive(),
+    from_encoder=flag(),
+    through_steps=flag(),
+)
 def semi_amortized_elbo(model, theta, x, eps, lr=0.1, from_encoder=True, through_steps=True):
     """Semi-amortized VI (Kim et al. 2018): the ELBO at λ_K, K = len(eps) − 1 refinement steps
     (``refine``) from the encoder's λ₀. eps: (K+1, k, n, z_dim); the last draw estimates the

@@ -18,12 +18,20 @@ from dataclasses import dataclass, field
 import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
-from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import threads
 from .bounds import BOUNDS
-from .checks import check_choice, check_positive, checked, integer, one_of, positive
+from .checks import (
+    check_choice,
+    check_positive,
+    checked,
+    flag,
+    integer,
+    one_of,
+    outside,
+    positive,
+)
 from .evaluate import expected_bound
 from .models import THETA
 from .optim import Adam, clip_by_norm
@@ -100,9 +108,18 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     ``step(θ, x, ε)`` returns (θ + Adam(∇_θ objective), objective's value). frozen: a boolean mask
     of θ whose gradient is zeroed (the decoder, for encoder-only training); clip_norm: rescale the
     gradient to at most this norm. Raises NonFiniteStep before changing anything."""
-    value_and_gradient = value_and_grad(
-        lambda theta, x, eps: anp.mean(objective(model, theta, x, eps))
+    package_objective = isinstance(objective, Bound) or type(objective).__module__.startswith(
+        "iwae_np."
     )
+
+    def batch_objective(theta, x, eps):
+        """(1/B) Σ_b L(x_b; θ, ε_b): the number one step ascends."""
+        if package_objective:  # the package's own objectives: arguments checked once, by train
+            return anp.mean(objective(model, theta, x, eps))
+        with outside():  # an objective the user wrote: its calls into the package are checked
+            return anp.mean(objective(model, theta, x, eps))
+
+    value_and_gradient = value_and_grad(batch_objective)
 
     def step(theta, x, eps):
         # Overflow on the way to a non-finite value is reported once, by NonFiniteStep below,
@@ -131,6 +148,8 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     batch_size=integer(minimum=1),
     lr=positive(),
     update=one_of(*UPDATES),
+    resume=flag(),
+    progress=flag(),
 )
 def train(
     model,
@@ -168,7 +187,8 @@ def train(
     """
     data = _as_data(model, data)
     x_train = model.check_x(data.x_train, name="data.x_train")
-    x_test = model.check_x(data.x_test, name="data.x_test") if len(data.x_test) else None
+    has_test = data.x_test is not None and len(data.x_test) > 0
+    x_test = model.check_x(data.x_test, name="data.x_test") if has_test else None
     theta = np.array(theta, copy=True)
     objective = as_objective(objective)
     batch_size = min(batch_size, len(x_train))
@@ -197,6 +217,8 @@ def train(
     test_bound = objective.name if objective.name in BOUNDS else "elbo"
     n_batches = math.ceil(len(x_train) / batch_size)
     label = f"{objective.name}(k={k})"
+    from tqdm import tqdm  # here, not at import: it is slow to load and only shows progress
+
     started = time.perf_counter()
     with threads.adaptive() as blas:  # BLAS gets the cores other processes leave free
         for epoch in range(start_epoch, epochs):

@@ -20,6 +20,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
+from . import threads
 from .bounds import BOUNDS
 from .checks import checked, integer, number, one_of, positive
 from .evaluate import expected_bound
@@ -100,15 +101,17 @@ def fit_local(
     decay = final_lr_fraction ** (1.0 / max(1, steps))
     history = []
     start = time.perf_counter()
-    for step in range(steps):
-        value, grad = step_fn(lam, rng.standard_normal((k, n, d), dtype=model.dtype))
-        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-            raise FloatingPointError(
-                f"fit_local: step {step}: the bound or its gradient is not finite; "
-                f"try a lower lr (now {lr * decay**step:.3g})"
-            )
-        lam = adam.step(lam, grad, lr=lr * decay**step)
-        history.append(float(value) / n)
+    with threads.adaptive() as blas:  # BLAS gets the cores other processes leave free
+        for step in range(steps):
+            blas.update()
+            value, grad = step_fn(lam, rng.standard_normal((k, n, d), dtype=model.dtype))
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                raise FloatingPointError(
+                    f"fit_local: step {step}: the bound or its gradient is not finite; "
+                    f"try a lower lr (now {lr * decay**step:.3g})"
+                )
+            lam = adam.step(lam, grad, lr=lr * decay**step)
+            history.append(float(value) / n)
     seconds = time.perf_counter() - start
     mean, log_std = lam[:, :d].copy(), lam[:, d:].copy()
     final = expected_bound(

@@ -10,11 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from iwae_np import classroom
 from iwae_np.classroom.release import BEGIN_SOLUTION, END_SOLUTION
+
+
+def _nbformat():
+    """nbformat, imported on first use: its schema validator takes seconds to load, which every
+    fast-loop run would pay at collection."""
+    import nbformat
+
+    return nbformat
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "lessons" / "assignments"
@@ -40,10 +48,11 @@ def _solution_lines(notebook):
     return lines
 
 
+@pytest.mark.slow
 def test_there_are_at_least_four_assignments_with_points():
     assert len(ASSIGNMENTS) >= 4
     for name in ASSIGNMENTS:
-        cells = nbformat.read(_notebook(name), as_version=4).cells
+        cells = _nbformat().read(_notebook(name), as_version=4).cells
         graded = [c for c in cells if c.metadata.get("nbgrader", {}).get("grade")]
         assert len(graded) >= 2 and all(c.metadata["nbgrader"]["points"] > 0 for c in graded)
         assert any("BEGIN HIDDEN TESTS" in c.source for c in graded), name
@@ -54,7 +63,7 @@ def test_each_notebook_calls_checks_of_its_own_module_that_exist():
     every check it calls exists there, so a renamed check fails fast here."""
     for name in ASSIGNMENTS:
         own = name.split("_")[0].lower()  # A1_log_densities -> a1
-        cells = nbformat.read(_notebook(name), as_version=4).cells
+        cells = _nbformat().read(_notebook(name), as_version=4).cells
         code = "\n".join(c.source for c in cells if c.cell_type == "code")
         assert f"from iwae_np.classroom import {own}, checks" in code, name
         calls = re.findall(r"(?<![\w.])(a\d|checks)\.(\w+)\(", code)
@@ -89,11 +98,11 @@ def test_solutions_earn_every_point_and_write_a_report(name, tmp_path):
 def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_path):
     classroom.release(str(SOURCE), str(tmp_path))
     path = tmp_path / name / f"{name}.ipynb"
-    student = nbformat.read(path, as_version=4)
+    student = _nbformat().read(path, as_version=4)
     text = "\n".join(c.source for c in student.cells)
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     assert text.count("raise NotImplementedError()") >= 2
-    original = nbformat.read(_notebook(name), as_version=4)
+    original = _nbformat().read(_notebook(name), as_version=4)
     for line in _solution_lines(original):
         assert line not in text.split("\n") and f"    {line}" not in text, line
     report = classroom.grade(str(path))
@@ -106,9 +115,9 @@ def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_pat
 def test_builtin_release_equals_nbgrader():
     preprocessors = pytest.importorskip("nbgrader.preprocessors")
     for name in ASSIGNMENTS:
-        source = nbformat.read(_notebook(name), as_version=4)
+        source = _nbformat().read(_notebook(name), as_version=4)
         ours = classroom.student_version(source)
-        theirs = nbformat.read(_notebook(name), as_version=4)
+        theirs = _nbformat().read(_notebook(name), as_version=4)
         for preprocessor in (
             preprocessors.ClearSolutions(),
             preprocessors.ClearHiddenTests(),
@@ -160,11 +169,11 @@ def test_grading_restores_the_original_tests(tmp_path):
     name = "A3_iwae_bound"
     classroom.release(str(SOURCE), str(tmp_path))
     path = tmp_path / name / f"{name}.ipynb"
-    notebook = nbformat.read(path, as_version=4)
+    notebook = _nbformat().read(path, as_version=4)
     graded = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
     graded[0].source = "pass  # tests removed by the student"
     notebook.cells.remove(graded[1])
-    nbformat.write(notebook, path)
+    _nbformat().write(notebook, path)
     report = classroom.grade(str(path), source=str(_notebook(name)))
     by_id = {r.name: r for r in report.results}
     bound_tests = by_id["a3_bound_tests"]

@@ -7,7 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from iwae_np.app import runtime
+from iwae_np import runtime
 from iwae_np.bench import runner as bench
 
 
@@ -42,8 +42,8 @@ def test_bench_runs_and_reports_every_workload():
 
 def test_a_loaded_machine_is_flagged(monkeypatch):
     lines = []
-    bench._warn_if_loaded(3.5, 2, lines.append)
-    bench._warn_if_loaded(1.2, 2, lines.append)
+    bench.warn_if_loaded(3.5, 2, lines.append)
+    bench.warn_if_loaded(1.2, 2, lines.append)
     assert len(lines) == 1 and lines[0].startswith("WARNING: the machine is loaded")
 
 
@@ -56,6 +56,7 @@ def test_evaluation_memory_does_not_depend_on_the_number_of_points():
     assert peaks[1] == pytest.approx(peaks[0], rel=0.1) and max(peaks) < 300
 
 
+@pytest.mark.slow
 def test_torch_side_computes_the_same_loss():
     pytest.importorskip("torch")
     config = {"k": 5, "n": 4, "dtype": "float64"}
@@ -86,7 +87,7 @@ class _FakeLibc:
 def fake_libc(monkeypatch):
     """Make tune_malloc see a fresh process (not yet tuned) and a fake libc; returns a function
     installing a _FakeLibc(**options) as what ctypes.CDLL loads."""
-    monkeypatch.setitem(runtime._state, "tuned", False)
+    monkeypatch.setitem(runtime.state, "tuned", False)
 
     def install(**options):
         libc = _FakeLibc(**options)

@@ -104,50 +104,52 @@ def test_snr_trends():
     assert median["dreg", 64, "encoder"] > median["dreg", 1, "encoder"]  # does not fall
 
 
-LOG_W = np.random.default_rng(4).normal(scale=3, size=(12, 5))
+@pytest.fixture
+def log_w():
+    return np.random.default_rng(4).normal(scale=3, size=(12, 5))
 
 
-def test_vr_bound_limits_and_ordering():
-    np.testing.assert_allclose(iw.vr_bound(LOG_W, 0.0), iw.iwae_bound(LOG_W), rtol=1e-14)
-    np.testing.assert_allclose(iw.vr_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
+def test_vr_bound_limits_and_ordering(log_w):
+    np.testing.assert_allclose(iw.vr_bound(log_w, 0.0), iw.iwae_bound(log_w), rtol=1e-14)
+    np.testing.assert_allclose(iw.vr_bound(log_w, 1.0), iw.elbo(log_w), rtol=1e-14)
     # continuous through the switch to the expansion, and close to the ELBO near α = 1
     for a in (1 - 1e-3, 1 - 1e-6, 1 + 1e-6):
         np.testing.assert_allclose(
-            iw.vr_bound(LOG_W, a - 1e-9), iw.vr_bound(LOG_W, a + 1e-9), atol=1e-7
+            iw.vr_bound(log_w, a - 1e-9), iw.vr_bound(log_w, a + 1e-9), atol=1e-7
         )
-    np.testing.assert_allclose(iw.vr_bound(LOG_W, 1 - 1e-8), iw.elbo(LOG_W), atol=1e-6)
+    np.testing.assert_allclose(iw.vr_bound(log_w, 1 - 1e-8), iw.elbo(log_w), atol=1e-6)
     # exact at α = 0.5 against a direct high-precision formula
-    exact = 2 * (scipy.special.logsumexp(0.5 * LOG_W, axis=0) - np.log(12))
-    np.testing.assert_allclose(iw.vr_bound(LOG_W, 0.5), exact, rtol=1e-12)
+    exact = 2 * (scipy.special.logsumexp(0.5 * log_w, axis=0) - np.log(12))
+    np.testing.assert_allclose(iw.vr_bound(log_w, 0.5), exact, rtol=1e-12)
     # L_α decreases with α for the same samples: IWAE ≥ VR_α ≥ ELBO for α in [0, 1]
-    values = [iw.vr_bound(LOG_W, a) for a in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    values = [iw.vr_bound(log_w, a) for a in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert all(np.all(a >= b - 1e-12) for a, b in zip(values[:-1], values[1:], strict=True))
 
 
-def test_miwae_and_ciwae_limits_and_orderings():
-    np.testing.assert_allclose(iw.miwae_bound(LOG_W, 1), iw.iwae_bound(LOG_W), rtol=1e-14)
-    np.testing.assert_allclose(iw.miwae_bound(LOG_W, 12), iw.elbo(LOG_W), rtol=1e-14)
+def test_miwae_and_ciwae_limits_and_orderings(log_w):
+    np.testing.assert_allclose(iw.miwae_bound(log_w, 1), iw.iwae_bound(log_w), rtol=1e-14)
+    np.testing.assert_allclose(iw.miwae_bound(log_w, 12), iw.elbo(log_w), rtol=1e-14)
     for m in (2, 3, 4, 6):  # for every sample: ELBO ≤ MIWAE(M, K) ≤ IWAE_MK (Jensen)
-        assert np.all(iw.elbo(LOG_W) <= iw.miwae_bound(LOG_W, m) + 1e-12)
-        assert np.all(iw.miwae_bound(LOG_W, m) <= iw.iwae_bound(LOG_W) + 1e-12)
+        assert np.all(iw.elbo(log_w) <= iw.miwae_bound(log_w, m) + 1e-12)
+        assert np.all(iw.miwae_bound(log_w, m) <= iw.iwae_bound(log_w) + 1e-12)
     # fewer, larger groups are tighter: each L_6 ≥ the mean of its two nested L_3 (Jensen)
-    assert np.all(iw.miwae_bound(LOG_W, 2) >= iw.miwae_bound(LOG_W, 4) - 1e-12)
-    assert np.any(iw.miwae_bound(LOG_W, 2) > iw.miwae_bound(LOG_W, 4) + 1e-3)
-    np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 1.0), iw.elbo(LOG_W), rtol=1e-14)
-    np.testing.assert_allclose(iw.ciwae_bound(LOG_W, 0.0), iw.iwae_bound(LOG_W), rtol=1e-14)
+    assert np.all(iw.miwae_bound(log_w, 2) >= iw.miwae_bound(log_w, 4) - 1e-12)
+    assert np.any(iw.miwae_bound(log_w, 2) > iw.miwae_bound(log_w, 4) + 1e-3)
+    np.testing.assert_allclose(iw.ciwae_bound(log_w, 1.0), iw.elbo(log_w), rtol=1e-14)
+    np.testing.assert_allclose(iw.ciwae_bound(log_w, 0.0), iw.iwae_bound(log_w), rtol=1e-14)
     np.testing.assert_allclose(
-        iw.ciwae_bound(LOG_W, 0.3), 0.3 * iw.elbo(LOG_W) + 0.7 * iw.iwae_bound(LOG_W), rtol=1e-14
+        iw.ciwae_bound(log_w, 0.3), 0.3 * iw.elbo(log_w) + 0.7 * iw.iwae_bound(log_w), rtol=1e-14
     )
     with pytest.raises(ValueError, match="^m: expected"):
-        iw.miwae_bound(LOG_W, 5)
+        iw.miwae_bound(log_w, 5)
     with pytest.raises(ValueError, match="^beta: expected"):
-        iw.ciwae_bound(LOG_W, 1.5)
+        iw.ciwae_bound(log_w, 1.5)
 
 
-def test_bound_family_gradients():
+def test_bound_family_gradients(log_w):
     f_vr = lambda lw: np.sum(iw.vr_bound(lw, 0.4))
-    assert iw.gradcheck(f_vr, LOG_W[:, :2]).passed
-    assert iw.gradcheck(lambda lw: np.sum(iw.miwae_bound(lw, 3)), LOG_W[:, :2]).passed
+    assert iw.gradcheck(f_vr, log_w[:, :2]).passed
+    assert iw.gradcheck(lambda lw: np.sum(iw.miwae_bound(lw, 3)), log_w[:, :2]).passed
 
 
 # ------------------------------------------------------------------ two stochastic layers

@@ -5,9 +5,7 @@ conftest prints their run times at the end of the session."""
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 LESSONS = sorted((Path(__file__).resolve().parents[1] / "lessons").glob("*.ipynb"))
 
@@ -26,6 +24,9 @@ def test_lesson_is_stored_without_outputs(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_top_to_bottom(path):
+    import nbformat  # here: nbformat's validator takes seconds to load, at every collection
+    from nbclient import NotebookClient
+
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,

@@ -100,7 +100,7 @@ def test_decode_takes_the_layer_next_to_x():
     h1 = rng.standard_normal((2, 4, two.h1_dim))
     assert two.decode(theta, h1).shape == (2, 4, X_DIM)  # decode: h1 -> p(x|h1)'s logits
     # the prior draws the top layer h2, which decode does not take
-    with pytest.raises(ValueError, match=r"^z: expected last dimension 3 \(the model's z_dim\)"):
+    with pytest.raises(ValueError, match=r"^z: expected last dimension 3 \(the z_dim of TwoLayer"):
         two.decode(theta, two.sample_prior(rng, 4))
 
 
@@ -469,3 +469,20 @@ def test_cli_evaluate_prints_active_units_per_layer(kind, tmp_path, capsys):
         h1, h2 = units.split(", ")
         assert h1.startswith("h1 ") and h1.endswith("/4")
         assert h2.startswith("h2 ") and h2.endswith("/2")
+
+
+def test_two_layer_ancestral_samples_follow_the_model(assert_normal_sample):
+    """h2 ~ N(0, I); h1 | h2 ~ N(μ(h2), σ(h2)²) from the p(h1|h2) network; x | h1 ~ Bern(σ(ℓ))."""
+    model = iw.TwoLayerVAE(X_DIM, 3, 2, hidden1=(5,), hidden2=(4,))
+    theta = model.init(1) + 0.3 * np.random.default_rng(2).standard_normal(model.layout.size)
+    n = 20000
+    x, z = model.sample(theta, np.random.default_rng(3), n)
+    h1, h2 = model.split_layers(z)
+    assert_normal_sample(h2, np.zeros(2), np.ones(2))
+    prior = model.decoder_h1(theta, model.layout, h2)
+    mean1, log_std1 = prior[:, : model.h1_dim], prior[:, model.h1_dim :]
+    assert_normal_sample((h1 - mean1) / np.exp(log_std1), np.zeros(3), np.ones(3))
+    p = iw.sigmoid(model.decode(theta, h1))
+    residual = (x - p) / np.sqrt(p * (1 - p))  # standardized Bernoulli residuals: mean 0, var 1
+    assert np.all(np.abs(residual.mean(axis=0)) < 5 / np.sqrt(n))
+    assert np.all(np.abs(residual.var(axis=0) - 1) < 0.1)

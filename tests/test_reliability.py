@@ -128,6 +128,7 @@ def _cli(*args, cwd=None):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -163,6 +164,7 @@ def test_cli_answers_file_and_resource_faults_in_one_line(tmp_path, args, code, 
     assert not (tmp_path / "src" / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_divergence_is_one_line_without_warnings(tmp_path):
     result = _cli(
         "train",

@@ -1,6 +1,6 @@
 """What a user runs around the core: the command line (``cli``), the demo's experiments
-(``experiments``), result tables (``tables``), figures (``plots``) and process-level switches
-(``runtime``). Imports only go down: app uses the core and ``data``, never the reverse.
+(``experiments``), result tables (``tables``) and figures (``plots``). Imports only go down:
+app uses the core, ``data``, ``classroom`` and ``bench``; nothing imports app.
 
 The modules load on first use (``iwae_np.app.experiments``), so importing one does not pull in
 matplotlib or the others.
@@ -8,7 +8,7 @@ matplotlib or the others.
 
 import importlib
 
-_MODULES = ("cli", "experiments", "plots", "runtime", "tables")
+_MODULES = ("cli", "experiments", "plots", "tables")
 
 
 def __getattr__(name):

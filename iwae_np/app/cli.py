@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 
+from ..checks import available_memory
 from ..data import DATASETS
 
 DEFAULT_OUT = "iwae_np_output"
@@ -88,18 +89,6 @@ def _writable_folder(name, folder, create):
         raise ValueError(f"{name}: expected a folder this user can write to, got {folder!r}")
 
 
-def _available_bytes():
-    """Memory the machine can still give (MemAvailable), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def _check_training_memory(x_dim, z_dim, hidden, k, batch_size):
     """Refuse, before allocating, a model or step that cannot fit: θ with its gradient and Adam
     state (about 6 copies), and the step's activations and their gradients (about 4 copies of
@@ -107,7 +96,7 @@ def _check_training_memory(x_dim, z_dim, hidden, k, batch_size):
     widths = [x_dim, *hidden, 2 * z_dim, z_dim, *hidden[::-1], x_dim]
     parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     needed = 8 * (6 * parameters + 4 * k * batch_size * sum(widths))
-    available = _available_bytes()
+    available = available_memory()
     if available is not None and needed > available:
         raise MemoryError(
             f"expected a model and step that fit in memory, got one that needs "
@@ -282,7 +271,10 @@ def run_evaluate(args):
     x = data.x_test[: args.points]
     log_px = log_marginal(model, theta, x, k=args.k, seed=args.seed, progress=not args.quiet)
     units = active_units_text(layer_active_units(model, theta, x))
-    print(f"{model}\ncheckpoint epoch {metadata['epoch']}; {len(x)} test points of {data.name}")
+    print(
+        f"{model}\ncheckpoint epoch {metadata.get('epoch', 'unknown')}; "
+        f"{len(x)} test points of {data.name}"
+    )
     print(f"test log p(x) (k={args.k}): {log_px.mean():.3f}   active units: {units}")
     return 0
 
@@ -502,7 +494,7 @@ def main(argv=None):
     import matplotlib
 
     matplotlib.use("Agg")  # the CLI writes PNG files; it never opens windows
-    from .runtime import tune_malloc
+    from ..runtime import tune_malloc
 
     tune_malloc()  # see runtime.py: faster steps, at the price of keeping peak memory
     from ..train import TrainingDiverged

@@ -61,6 +61,8 @@ def train_family(
 def layer_active_units(model, theta, x, threshold=0.01):
     """Active units of every stochastic layer, each with its layer's size: [(count, size)],
     bottom layer first (one pair for a VAE, two for a TwoLayerVAE)."""
+    if not isinstance(model, VAE):
+        raise ValueError(f"model: expected a VAE or TwoLayerVAE, got {type(model).__name__}")
     return [
         (active_units(model, theta, x, threshold, layer=layer)[0], size)
         for layer, size in enumerate(model.layer_dims)

@@ -17,7 +17,7 @@ iwae_np is timed two ways, both without any process-level switch:
 The peer is the fastest idiomatic PyTorch a practitioner would write: ``F.linear`` layers, the
 Bernoulli log-likelihood as x·ℓ − softplus(ℓ), ``torch.logsumexp``, and (for the trainer path)
 ``torch.optim.Adam``. Its allocator setting is chosen by measurement: before the timings, torch
-runs a calibration with and without the malloc switch (``app.runtime.tune_malloc``) and keeps the
+runs a calibration with and without the malloc switch (``runtime.tune_malloc``) and keeps the
 faster.
 
 How it measures: each side runs in its own worker process, and the sides take turns, one round
@@ -80,7 +80,7 @@ class _Side:
 
     def __init__(self, malloc=False):
         if malloc:
-            from ..app.runtime import tune_malloc
+            from ..runtime import tune_malloc
 
             tune_malloc()
         self.cache = {}
@@ -412,7 +412,7 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
         f"machine: {info['cpu']}, {info['cores']} cores, {info['date']}, load average "
         f"{info['load_average']}"
     )
-    _warn_if_loaded(info["load_average"], info["cores"], out)
+    warn_if_loaded(info["load_average"], info["cores"], out)
     settings = {
         "repeats": repeats,
         "rounds": rounds,
@@ -452,11 +452,11 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
         for process in sides.values():
             process.close()
     info["load_average_after"] = _load_average()
-    _warn_if_loaded(info["load_average_after"], info["cores"], out)
+    warn_if_loaded(info["load_average_after"], info["cores"], out)
     return {"machine": info, "settings": settings, "rows": rows}
 
 
-def _warn_if_loaded(load, cores, out):
+def warn_if_loaded(load, cores, out):
     if load is not None and cores and load > cores:
         out(
             f"WARNING: the machine is loaded (load average {load} > {cores} cores): these "

@@ -15,14 +15,14 @@ import ctypes.util
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
-_state = {"tuned": False}
+state = {"tuned": False}  # has this process's allocator been tuned (checked before tuning again)
 
 
 def tune_malloc(threshold=1 << 30):
     """Ask glibc to keep freed memory up to ``threshold`` bytes instead of returning it to the
     OS at once. Returns True if it took effect, False where glibc is not the allocator (macOS,
     Windows, musl), in which case nothing changes."""
-    if _state["tuned"]:
+    if state["tuned"]:
         return True
     name = ctypes.util.find_library("c")
     try:
@@ -33,5 +33,5 @@ def tune_malloc(threshold=1 << 30):
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     threshold = min(int(threshold), 2**31 - 1)
     ok = mallopt(_M_MMAP_THRESHOLD, threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, threshold) == 1
-    _state["tuned"] = ok
+    state["tuned"] = ok
     return ok
