@@ -17,6 +17,19 @@ def test_readme_usage_example_runs_as_written():
     exec(compile(code, "README.md usage example", "exec"), {})
 
 
+def test_readme_second_derivative_example_runs_and_newton_converges():
+    """The usage example, then the Newton-step example, as written; the gradient norm falls."""
+    usage = README.split("## Usage", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", usage, re.S)[:2]
+    namespace = {}
+    printed = []
+    namespace["print"] = lambda *args, **kwargs: printed.append(" ".join(map(str, args)))
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    norms = [float(line.rsplit(" ", 1)[1]) for line in printed if line.startswith("Newton")]
+    assert len(norms) == 3 and norms[2] < 1e-2 * norms[0]
+
+
 def test_ci_runs_the_readme_test_command():
     """CI makes a venv of its own, then installs and tests exactly as the README's command."""
     commands = re.findall(r"```bash\n\s*(.*?)\n\s*```", README, re.S)
