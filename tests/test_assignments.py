@@ -104,6 +104,8 @@ def test_student_copies_have_no_solutions_and_every_exercise_fails(name, tmp_pat
     assert text.count("raise NotImplementedError()") >= 2
     original = _nbformat().read(_notebook(name), as_version=4)
     for line in _solution_lines(original):
+        if not any(c.isalnum() for c in line):  # a lone ")" closes calls outside solutions too
+            continue
         assert line not in text.split("\n") and f"    {line}" not in text, line
     report = classroom.grade(str(path))
     assert report.score[0] == 0 and all(not r.passed for r in report.results), str(report)
