@@ -36,7 +36,8 @@ def _refine_eps(name, value, arguments):
     return value
 
 
-@checked(
+# What refine and semi_amortized_elbo check at the door.
+REFINEMENT_RULES = dict(
     model=one_layer("semi-amortized refinement (a q given per point)"),
     theta=THETA,
     x=X,
@@ -44,6 +45,9 @@ def _refine_eps(name, value, arguments):
     lr=positive(),
     from_encoder=flag(),
 )
+
+
+@checked(**REFINEMENT_RULES)
 def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
     """K gradient-ascent steps on each point's ELBO from λ₀ (the encoder's, or the prior's):
 
@@ -62,15 +66,7 @@ def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
     return lam
 
 
-@checked(
-    model=one_layer("semi-amortized refinement (a q given per point)"),
-    theta=THETA,
-    x=X,
-    eps=_refine_eps,
-    lr=positive(),
-    from_encoder=flag(),
-    through_steps=flag(),
-)
+@checked(**REFINEMENT_RULES, through_steps=flag())
 def semi_amortized_elbo(model, theta, x, eps, lr=0.1, from_encoder=True, through_steps=True):
     """Semi-amortized VI (Kim et al. 2018): the ELBO at λ_K, K = len(eps) − 1 refinement steps
     (``refine``) from the encoder's λ₀. eps: (K+1, k, n, z_dim); the last draw estimates the
