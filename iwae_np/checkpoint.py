@@ -23,21 +23,23 @@ import zipfile
 
 import numpy as np
 
+from .checks import check_fits, check_output_file
+
 FORMAT_VERSION = 2
 _METADATA_KEY = "metadata_json"
 _TEMPORARY = re.compile(r"\.checkpoint-(\d+)-[^/]*\.npz$")
 
 
-def _sha256(arrays, metadata):
+def digest(arrays, metadata):
     """SHA-256 of every array (name, dtype, shape, bytes) and of the metadata as canonical JSON."""
-    digest = hashlib.sha256()
+    hasher = hashlib.sha256()
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
+        hasher.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        hasher.update(array.tobytes())
     record = {key: value for key, value in metadata.items() if key != "sha256"}
-    digest.update(json.dumps(record, sort_keys=True).encode())
-    return digest.hexdigest()
+    hasher.update(json.dumps(record, sort_keys=True).encode())
+    return hasher.hexdigest()
 
 
 def _check_finite_arrays(arrays, where):
@@ -91,12 +93,18 @@ def _fsync_folder(folder):
 def save(path, model, arrays, metadata):
     """Write ``arrays`` ({name: ndarray}, e.g. theta and the optimizer state) and ``metadata``
     (JSON-ready dict) for ``model`` to ``path``, atomically. Refuses non-finite arrays."""
-    path = os.fspath(path)
+    path = check_output_file("path", path)
+    if not (hasattr(model, "config") and hasattr(model, "layout")):
+        raise ValueError(f"model: expected a VAE or TwoLayerVAE, got {type(model).__name__}")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata: expected a dict, got {type(metadata).__name__}")
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
+    _check_arrays_fit(model, arrays, path)
     _check_finite_arrays(arrays, "(not saved)")
     record = dict(
         metadata, format_version=FORMAT_VERSION, model=model.config(), layout=model.layout.to_dict()
     )
-    record["sha256"] = _sha256(arrays, record)
+    record["sha256"] = digest(arrays, record)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_orphans(folder)
@@ -121,15 +129,21 @@ def load(path, model=None):
 
     model: if given, the checkpoint must have been written for the same configuration and layout.
     """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"checkpoint: expected a file path, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(
             f"checkpoint: expected an existing checkpoint file, got {path!r} (no such file)"
         )
     try:
+        if not zipfile.is_zipfile(path):  # a bare .npy or anything else is not a checkpoint
+            raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as contents:
+            sizes = [contents.zip.getinfo(name + ".npy").file_size for name in contents.files]
+            check_fits("checkpoint", path, (sum(sizes),), np.uint8)
             arrays = {name: contents[name] for name in contents.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, MemoryError) as error:
         raise ValueError(
             f"checkpoint: expected a readable .npz checkpoint, got {path!r}, "
             f"truncated or corrupt ({type(error).__name__}: {error})"
@@ -141,7 +155,7 @@ def load(path, model=None):
         )
     try:
         metadata = json.loads(str(arrays.pop(_METADATA_KEY)))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, ValueError, RecursionError) as error:
         raise ValueError(
             f"checkpoint: expected JSON metadata in {path!r}, got corrupt metadata ({error})"
         ) from None
@@ -155,7 +169,7 @@ def load(path, model=None):
             f"checkpoint: expected format version {FORMAT_VERSION}, got "
             f"{metadata.get('format_version')!r} in {path!r}"
         )
-    if _sha256(arrays, metadata) != metadata.get("sha256"):
+    if digest(arrays, metadata) != metadata.get("sha256"):
         raise ValueError(
             f"checkpoint: expected contents matching their SHA-256 in {path!r}, "
             f"got a mismatch (the file is corrupt or was edited)"
@@ -168,11 +182,11 @@ def load(path, model=None):
         )
     _check_finite_arrays(arrays, f"in {path!r}")
     if model is not None:
-        _check_matches(model, metadata, path)
+        _check_matches(model, metadata, path, arrays)
     return arrays, metadata
 
 
-def _check_matches(model, metadata, path):
+def _check_matches(model, metadata, path, arrays=None):
     if metadata["model"] != model.config():
         raise ValueError(
             f"checkpoint: expected a checkpoint of {model!r}, got one of "
@@ -183,6 +197,22 @@ def _check_matches(model, metadata, path):
             f"checkpoint: expected the parameter layout of {model!r}, got a "
             f"different layout in {path!r}"
         )
+    if arrays is not None:
+        _check_arrays_fit(model, arrays, path)
+
+
+def _check_arrays_fit(model, arrays, path):
+    """θ and the optimizer state must fit the model, not just hash right."""
+    for name in ("theta", "adam_m", "adam_v"):
+        if name in arrays and (
+            arrays[name].shape != (model.layout.size,) or arrays[name].dtype != model.dtype
+        ):
+            raise ValueError(
+                f"checkpoint: expected {name} of shape ({model.layout.size},) and dtype "
+                f"{model.dtype.name} in {path!r}, got {arrays[name].shape} {arrays[name].dtype}"
+            )
+    if ("adam_m" in arrays) != ("adam_v" in arrays):
+        raise ValueError(f"checkpoint: expected both Adam moments in {path!r}, got one")
 
 
 def load_model(path):
@@ -197,5 +227,5 @@ def load_model(path):
             f"checkpoint: expected a valid model config in {path!r}, got "
             f"{metadata.get('model')!r} ({error})"
         ) from None
-    _check_matches(model, metadata, path)
+    _check_matches(model, metadata, path, arrays)
     return model, arrays["theta"], metadata

@@ -19,6 +19,7 @@ import functools
 import inspect
 import math
 import numbers
+import os
 
 import numpy as np
 from autograd.tracer import Box, getval
@@ -122,6 +123,38 @@ def check_fits(name, value, shape, dtype, copies=1):
             f"{np.dtype(dtype).name} fits in memory ({limit}), got {value!r}"
         )
     return value
+
+
+def check_output_file(name, path, create_folder=True):
+    """A file path to write later, checked before any long work: a non-empty str or path, not a
+    folder, in a folder that exists (or can be made) and is writable. Returns it as a str."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name}: expected a file path, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{name}: expected a file path, got an empty string")
+    if os.path.isdir(path):
+        raise ValueError(f"{name}: expected a file path, got the folder {path!r}")
+    check_output_folder(name, os.path.dirname(os.path.abspath(path)), create=create_folder)
+    return path
+
+
+def check_output_folder(name, folder, create):
+    """A folder to write into: not a file, existing (or made when ``create``), writable."""
+    parent = folder
+    while parent and not os.path.exists(parent):  # a file on the way up cannot hold a folder
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"{name}: expected a folder, got the file {parent!r}")
+    if not os.path.exists(folder):
+        if not create:
+            raise ValueError(
+                f"{name}: expected an existing folder, got {folder!r} (no such folder)"
+            )
+        os.makedirs(folder, exist_ok=True)  # an OSError here is a file-system error, as it is
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{name}: expected a folder this user can write to, got {folder!r}")
+    return folder
 
 
 def no_nan(blame, why):

@@ -24,6 +24,7 @@ from . import threads
 from .bounds import BOUNDS
 from .checks import (
     check_choice,
+    check_output_file,
     check_positive,
     checked,
     flag,
@@ -196,6 +197,8 @@ def train(
         check_positive("clip_norm", clip_norm)
     if checkpoint is None and resume:
         raise ValueError("checkpoint: expected a checkpoint path to resume from, got None")
+    if checkpoint is not None:
+        checkpoint = check_output_file("checkpoint", checkpoint)
     config = {
         **objective.config(),
         "k": k,
@@ -211,7 +214,7 @@ def train(
     adam = Adam(lr)
     history, start_epoch = [], 0
     if resume:
-        theta, history, start_epoch = _resume(checkpoint, model, config, adam, rng)
+        theta, history, start_epoch = _resume(checkpoint, model, config, adam, rng, x_train)
     frozen = ~model.layout.mask("encoder.") if update == "encoder" else None
     step = make_step(model, objective, adam, frozen, clip_norm)
     test_bound = objective.name if objective.name in BOUNDS else "elbo"
@@ -342,7 +345,7 @@ def _adam_t(adam):
     return 0 if adam.state is None else adam.state["t"]
 
 
-def _resume(checkpoint, model, config, adam, rng):
+def _resume(checkpoint, model, config, adam, rng, data_rows):
     arrays, metadata = ckpt.load(checkpoint, model)
     expected = {
         "train_config": dict,
@@ -368,11 +371,19 @@ def _resume(checkpoint, model, config, adam, rng):
         raise ValueError(
             f"checkpoint: expected the same training settings to resume, got {described}"
         )
+    steps_done = metadata["epoch"] * math.ceil(len(data_rows) / config["batch_size"])
+    if "adam_m" in arrays and not 1 <= metadata["adam_t"] <= max(1, steps_done):
+        raise ValueError(
+            f"checkpoint: expected an Adam step count in [1, {steps_done}] after "
+            f"{metadata['epoch']} epochs in {checkpoint!r}, got {metadata['adam_t']}"
+        )
+    if metadata["epoch"] < 0:
+        raise ValueError(f"checkpoint: expected a non-negative epoch, got {metadata['epoch']}")
     if "adam_m" in arrays:
         adam.state = {"m": arrays["adam_m"], "v": arrays["adam_v"], "t": metadata["adam_t"]}
     try:
         rng.bit_generator.state = metadata["rng_state"]
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
         raise ValueError(
             f"checkpoint: expected a valid random generator state in {checkpoint!r}, got {error}"
         ) from None

@@ -179,3 +179,41 @@ def test_cli_divergence_is_one_line_without_warnings(tmp_path):
     assert result.returncode == 1
     assert "RuntimeWarning" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "not finite" in result.stderr
+
+
+def _resave_with_hash(path, edit):
+    """Edit a checkpoint and recompute its SHA-256, as a determined forger would."""
+    with np.load(path) as contents:
+        arrays = {name: contents[name] for name in contents.files}
+    metadata = json.loads(str(arrays.pop("metadata_json")))
+    edit(arrays, metadata)
+    metadata["sha256"] = checkpoint.digest(arrays, metadata)
+    np.savez(path, **arrays, metadata_json=np.array(json.dumps(metadata)))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda a, m: a.update(theta=a["theta"][:-1]), "expected theta of shape"),
+        (lambda a, m: a.update(theta=a["theta"].astype(np.float32)), "expected theta of shape"),
+        (lambda a, m: a.pop("adam_v"), "expected both Adam moments"),
+        (lambda a, m: m.update(adam_t=10**6), "expected an Adam step count"),
+        (lambda a, m: m.update(adam_t=0), "expected an Adam step count"),
+    ],
+)
+def test_a_forged_checkpoint_with_a_valid_hash_is_still_refused(small, tmp_path, edit, message):
+    data, model, theta = small
+    path = tmp_path / "m.npz"
+    train.train(model, theta, data, epochs=1, checkpoint=path, progress=False)
+    _resave_with_hash(path, edit)
+    with pytest.raises(ValueError, match=f"^checkpoint: {message}"):
+        train.train(model, theta, data, epochs=2, checkpoint=path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("bad", [123, b"/tmp/x.npz", "", "{tmp}", "{tmp}/a_file/m.npz"])
+def test_train_checks_its_checkpoint_path_before_training(small, tmp_path, bad):
+    data, model, theta = small
+    (tmp_path / "a_file").write_text("not a folder")
+    path = bad.replace("{tmp}", str(tmp_path)) if isinstance(bad, str) else bad
+    with pytest.raises(ValueError, match="^checkpoint: expected"):
+        train.train(model, theta, data, epochs=1, checkpoint=path, progress=False)

@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 
-from ..checks import available_memory
+from ..checks import available_memory, check_output_file, check_output_folder
 from ..data import DATASETS
 
 DEFAULT_OUT = "iwae_np_output"
@@ -67,28 +67,6 @@ EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_FILES, EXIT_INTERRU
 MAX_K_EVAL = 100_000  # beyond this, log p(x) moves less than its Monte Carlo error, for hours
 
 
-def _writable_file(name, path, create_folder=True):
-    """A file the command will write later: checked now, before any long work."""
-    if not path:
-        raise ValueError(f"{name}: expected a file path, got an empty string")
-    if os.path.isdir(path):
-        raise ValueError(f"{name}: expected a file path, got the folder {path!r}")
-    _writable_folder(name, os.path.dirname(os.path.abspath(path)), create=create_folder)
-
-
-def _writable_folder(name, folder, create):
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"{name}: expected a folder, got the file {folder!r}")
-    if not os.path.exists(folder):
-        if not create:
-            raise ValueError(
-                f"{name}: expected an existing folder, got {folder!r} (no such folder)"
-            )
-        os.makedirs(folder, exist_ok=True)  # an OSError here is reported as a file error
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"{name}: expected a folder this user can write to, got {folder!r}")
-
-
 def _check_training_memory(x_dim, z_dim, hidden, k, batch_size):
     """Refuse, before allocating, a model or step that cannot fit: θ with its gradient and Adam
     state (about 6 copies), and the step's activations and their gradients (about 4 copies of
@@ -131,7 +109,7 @@ def _save(fig, out, name):
 
 def run_demo(args):
     """Load the data, run the experiments, print the tables, write the figures."""
-    _writable_folder("out", args.out, create=True)
+    check_output_folder("out", args.out, create=True)
     if args.k_eval > MAX_K_EVAL:
         raise ValueError(f"k_eval: expected at most {MAX_K_EVAL}, got {args.k_eval}")
     _check_training_memory(784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden, 50, 20)
@@ -226,7 +204,7 @@ def _demo_figures(args, data, x_eval, trained, comparison, ks, curves):
 
 
 def run_train(args):
-    _writable_file("checkpoint", args.checkpoint)
+    check_output_file("checkpoint", args.checkpoint)
     _check_training_memory(
         784 if args.dataset == "mnist" else 64, args.z_dim, args.hidden, args.k, args.batch_size
     )
@@ -320,7 +298,7 @@ def run_bench(args):
     from .. import bench
 
     if args.json:
-        _writable_file("json", args.json, create_folder=False)  # now, not after the run
+        check_output_file("json", args.json, create_folder=False)  # now, not after the run
     result = bench.run(
         repeats=args.repeats,
         rounds=args.rounds,
