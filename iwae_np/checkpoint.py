@@ -55,7 +55,7 @@ def _writer_is_gone(pid):
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; or no process can have it
         return True
     except PermissionError:  # alive, another user's
         return False

@@ -135,6 +135,8 @@ def check_output_file(name, path, create_folder=True):
         raise ValueError(f"{name}: expected a file path, got an empty string")
     if os.path.isdir(path):
         raise ValueError(f"{name}: expected a file path, got the folder {path!r}")
+    if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe: never replaced
+        raise ValueError(f"{name}: expected a regular file path, got the special file {path!r}")
     check_output_folder(name, os.path.dirname(os.path.abspath(path)), create=create_folder)
     return path
 

@@ -217,3 +217,19 @@ def test_train_checks_its_checkpoint_path_before_training(small, tmp_path, bad):
     path = bad.replace("{tmp}", str(tmp_path)) if isinstance(bad, str) else bad
     with pytest.raises(ValueError, match="^checkpoint: expected"):
         train.train(model, theta, data, epochs=1, checkpoint=path, progress=False)
+
+
+def test_a_temporary_file_with_an_impossible_pid_is_an_orphan(small, tmp_path):
+    data, model, theta = small
+    stray = tmp_path / ".checkpoint-99999999999999999999-x.npz"
+    stray.write_bytes(b"junk")
+    checkpoint.save(tmp_path / "m.npz", model, {"theta": theta}, {"epoch": 0})
+    assert not stray.exists()
+
+
+def test_a_special_file_is_never_a_checkpoint(small, tmp_path):
+    data, model, theta = small
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="^checkpoint: expected a regular file path"):
+        train.train(model, theta, data, epochs=1, checkpoint=fifo, progress=False)
