@@ -97,10 +97,15 @@ def gradcheck(
       when x has more than ``max_full`` entries; seed: for choosing them.
     Returns a GradcheckReport (``.passed``, ``.max_rel_error``, ``.worst``, readable repr).
     """
-    x = np.array(x, dtype=np.float64)  # a float64 copy: we perturb it in place
-    check_array("x", x)
-    if x.size == 0:
-        raise ValueError(f"x: expected a non-empty array, got shape {x.shape}")
+    if not callable(f):
+        raise ValueError(f"f: expected a function of x, got {type(f).__name__}")
+    if grad is not None and not callable(grad):
+        raise ValueError(
+            f"grad: expected a function x -> gradient, or None, got {type(grad).__name__}"
+        )
+    # a float64 copy, checked first (lists, ints, float32 are fine; str, complex, ragged are not)
+    x = np.array(check_array("x", x, nonempty=True), dtype=np.float64)
+    check_int("seed", seed, minimum=0)
     step = DEFAULT_STEP if step is None else check_positive("step", step)
     rtol = check_positive("rtol", rtol)
     n_directions = check_int("n_directions", n_directions, minimum=0)

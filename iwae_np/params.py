@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from . import kernels
-from .checks import checked, generator, integer
+from .checks import check_int, checked, generator, integer
 
 
 def block(theta, start, stop, shape):
@@ -35,9 +35,14 @@ class Layout:
         self.size = 0
 
     def add(self, name, shape):
+        """Append a block ``name`` of ``shape`` (a tuple of sizes >= 1) at the end of θ."""
+        if not isinstance(name, str):
+            raise ValueError(f"name: expected a string, got {type(name).__name__}")
         if name in self.blocks:
             raise ValueError(f"name: expected a new block name, got {name!r} twice")
-        shape = tuple(int(s) for s in shape)
+        if not isinstance(shape, (tuple, list)):
+            raise ValueError(f"shape: expected a tuple of sizes, got {shape!r}")
+        shape = tuple(check_int("shape", s, minimum=1) for s in shape)
         stop = self.size + math.prod(shape)
         self.blocks[name] = (self.size, stop, shape)
         self.size = stop
@@ -45,15 +50,18 @@ class Layout:
     def get(self, theta, name, fast=True):
         """The block ``name`` of θ, shaped and differentiable: through ``kernels.block`` (sparse
         in-place VJP) when ``fast``, else through the reference ``block`` (a plain slice)."""
-        if name not in self.blocks:
+        return (kernels.block if fast else block)(theta, *self.blocks[self._known(name)])
+
+    def _known(self, name):
+        if not isinstance(name, str) or name not in self.blocks:
             raise ValueError(
                 f"name: expected one of the layout's blocks {list(self.blocks)}, got {name!r}"
             )
-        return (kernels.block if fast else block)(theta, *self.blocks[name])
+        return name
 
     def slice(self, name):
         """The slice of θ that holds ``name`` (for writing values in, e.g. at initialization)."""
-        start, stop, _ = self.blocks[name]
+        start, stop, _ = self.blocks[self._known(name)]
         return slice(start, stop)
 
     def mask(self, prefix):
@@ -61,6 +69,8 @@ class Layout:
 
         E.g. ``layout.mask("encoder.")`` selects the encoder, for encoder-only updates.
         """
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix: expected a string, got {type(prefix).__name__}")
         selected = np.zeros(self.size, dtype=bool)
         for name, (start, stop, _) in self.blocks.items():
             if name.startswith(prefix):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checks import check_array
+from ..checks import check_array, check_int, check_real, check_rng
 
 
 @dataclass
@@ -38,14 +38,15 @@ class Dataset:
             raise ValueError(
                 f"dataset: expected grey levels to binarize, got none for {self.name!r}"
             )
+        check_rng("rng", rng)
         return (rng.random(self.probs_train.shape) < self.probs_train).astype(self.x_train.dtype)
 
 
 def train_test_split(x, test_fraction=0.2, seed=0):
     """Shuffle the rows of x with ``seed`` and split: (x_train, x_test)."""
-    check_array("x", x, ndim=2)
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction!r}")
+    x = check_array("x", x, ndim=2)
+    check_real("test_fraction", test_fraction, 0, 1, low_open=True, high_open=True)
+    check_int("seed", seed, minimum=0)
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = max(1, int(round(test_fraction * len(x))))
     if n_test >= len(x):

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_fits, check_int, check_real
 from .dataset import Dataset, train_test_split
 from .idx import find_idx, read_idx
 
@@ -17,9 +17,10 @@ def bars(n=1000, size=8, p=0.25, flip=0.02, seed=0, test_fraction=0.2):
     probability p, and each pixel flips with probability ``flip``. -> Dataset (bernoulli)."""
     check_int("n", n, minimum=2)
     check_int("size", size, minimum=2)
+    check_fits("n", n, (n, size, size), np.float64, copies=3)
     for name, value in (("p", p), ("flip", flip)):
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+        check_real(name, value, 0, 1)
+    check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     on = rng.random((n, size)) < p  # which bars are on
     images = np.repeat(on[:, :, None], size, axis=2)  # horizontal bars: rows

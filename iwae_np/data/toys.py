@@ -10,7 +10,7 @@ inference and the gaps can be run against it.
 
 import numpy as np
 
-from ..checks import check_int, check_positive
+from ..checks import check_array, check_int, check_last_dim, check_positive
 from ..models import VAE
 
 
@@ -48,12 +48,20 @@ class LinearGaussian:
 
     def log_marginal(self, x):
         """Exact log p(x). x: (n, x_dim) -> (n,)."""
+        x = self.check_x(x)
         from scipy.stats import multivariate_normal  # imported here: scipy.stats is slow to load
 
         return np.atleast_1d(multivariate_normal(self.b, self.marginal_cov).logpdf(x))
 
+    def check_x(self, x):
+        """x: (n, x_dim), finite."""
+        x = check_array("x", x, ndim=2)
+        check_last_dim("x", x, self.W.shape[1], "the model's x_dim")
+        return x
+
     def posterior(self, x):
         """Exact p(z|x) = N(mean, cov). x: (n, x_dim) -> (mean (n, z_dim), cov (z_dim, z_dim))."""
+        x = self.check_x(x)
         precision = np.eye(self.W.shape[0]) + self.W @ self.W.T / self.noise_std**2
         cov = np.linalg.inv(precision)
         return (x - self.b) @ self.W.T @ cov / self.noise_std**2, cov
