@@ -150,7 +150,7 @@ def _cli(*args, cwd=None):
         (
             ["assignments", "release", "{tmp}/src", "{tmp}/src/out"],
             2,
-            "out: expected a folder outside the source",
+            "out: expected a folder apart from the source",
         ),
     ],
 )

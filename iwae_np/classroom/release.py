@@ -94,9 +94,10 @@ def release(source, out):
     if not os.path.isdir(source):
         raise ValueError(f"source: expected a folder of assignment notebooks, got {source!r}")
     source_real, out_real = os.path.realpath(source), os.path.realpath(out)
-    if out_real == source_real or out_real.startswith(source_real + os.sep):
+    inside = out_real == source_real or out_real.startswith(source_real + os.sep)
+    if inside or source_real.startswith(out_real + os.sep):  # either way, copies could land on it
         raise ValueError(
-            f"out: expected a folder outside the source {source!r} (student copies "
+            f"out: expected a folder apart from the source {source!r} (student copies "
             f"would overwrite the instructor's notebooks), got {out!r}"
         )
     written = []
