@@ -12,7 +12,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from .checks import checked, integer, number, real
-from .numerics import log_mean_exp
+from .numerics import log_mean_exp, select
 
 # log_w: (k, ...) with k >= 1 samples first; −inf (a zero weight) is allowed, NaN and +inf not.
 LOG_W = real(allow_neg_inf=True)
@@ -29,12 +29,14 @@ def _samples_first(name, value, arguments):
 def _mean_over_samples(a):
     """(1/k) Σ_i a_i over axis 0. Values near the largest float are averaged as Σ_i (a_i / k),
     so the sum cannot overflow on the way (two log-weights of 1.7e308 average to 1.7e308, not
-    inf); everything else takes NumPy's mean, rounding for rounding."""
+    inf); everything else is Σ_i a_i / k, which rounds exactly as NumPy's mean. (Not anp.mean:
+    its gradient divides by a NumPy integer, which turns a float32 gradient into float64.)"""
     value = getval(a)
+    k = int(anp.shape(a)[0])  # a Python int keeps the dtype (NEP 50)
     finite = value[np.isfinite(value)]
     if finite.size and np.max(np.abs(finite)) > np.finfo(value.dtype).max / 4:
-        return anp.sum(a / anp.shape(a)[0], axis=0)
-    return anp.mean(a, axis=0)
+        return anp.sum(a / k, axis=0)
+    return anp.sum(a, axis=0) / k
 
 
 @checked(log_w=_samples_first)
@@ -81,7 +83,7 @@ def vr_bound(log_w, alpha):
     finite = np.isfinite(getval(log_w))
     dtype = getval(log_w).dtype  # every array below is made in it: float32 stays float32
     k_finite = np.maximum(np.sum(finite, axis=0), 1).astype(dtype)
-    safe_log_w = anp.where(finite, log_w, 0.0)  # −inf entries leave the centre alone
+    safe_log_w = select(finite, log_w, 0.0)  # −inf entries leave the centre alone
     # each term divided before the sum, so log-weights near ±1.8e308 cannot overflow it (any c
     # gives the same L_α; this one makes the d_i small)
     centre = anp.sum(safe_log_w / k_finite, axis=0)
@@ -93,7 +95,7 @@ def vr_bound(log_w, alpha):
         with_inf = np.zeros(np.shape(centre), dtype=bool)
     small = np.all(np.where(finite, getval(scaled), -np.inf) <= 1.0, axis=0) & ~with_inf
     # expm1 path, on inputs clamped to <= 1 so the unused side of the `where` stays finite
-    clamped = anp.where(finite & small, scaled, np.where(finite, 0.0, -np.inf).astype(dtype))
+    clamped = select(finite & small, scaled, np.where(finite, 0.0, -np.inf).astype(dtype))
     with np.errstate(divide="ignore"):  # log1p(−1) = −inf where every w_i = 0
         near = centre + anp.log1p(_mean_over_samples(anp.expm1(clamped))) / t
     # m: the log w_i with the largest t·log w_i (max for t > 0, min for t < 0), a constant
@@ -102,9 +104,9 @@ def vr_bound(log_w, alpha):
     m = np.max(m, axis=0) if t > 0 else np.min(m, axis=0)
     m = np.where(np.isfinite(m), m, 0.0)  # an all −inf column: any m, L_α = −inf
     with np.errstate(over="ignore"):  # log w_i − m beyond the float range: its weight is 0
-        shifted = anp.where(finite | ~with_inf, t * (log_w - m), 0.0)
+        shifted = select(finite | ~with_inf, t * (log_w - m), 0.0)
     direct = m + log_mean_exp(shifted, axis=0) / t
-    return anp.where(with_inf, -np.inf, anp.where(small, near, direct))
+    return select(with_inf, -np.inf, select(small, near, direct))
 
 
 def _groups(log_w, m):
@@ -129,4 +131,9 @@ def ciwae_bound(log_w, beta):
         return iwae_bound(log_w)
     if beta == 1:
         return elbo(log_w)
-    return beta * elbo(log_w) + (1 - beta) * iwae_bound(log_w)
+    lower = elbo(log_w)
+    # A zero weight makes the ELBO −inf, and then CIWAE is −inf for every β > 0, even a β that
+    # rounds to 0 in float32 (where β·(−inf) would be NaN).
+    with np.errstate(invalid="ignore"):
+        mixed = beta * lower + (1 - beta) * iwae_bound(log_w)
+    return select(np.isneginf(getval(lower)), -np.inf, mixed)

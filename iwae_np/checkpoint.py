@@ -65,14 +65,22 @@ def _writer_is_gone(pid):
 def remove_orphans(folder):
     """Delete temporary checkpoint files in ``folder`` whose writing process no longer exists
     (left by a writer that was killed). Returns the paths removed."""
+    if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
+        raise ValueError(f"folder: expected a folder path, got {type(folder).__name__}")
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"folder: expected an existing folder, got {folder!r}")
     removed = []
     for candidate in glob.glob(os.path.join(glob.escape(folder), ".checkpoint-*.npz")):
         match = _TEMPORARY.search(candidate)
-        if match and _writer_is_gone(int(match.group(1))):
+        # only regular files: a folder or link that merely has such a name is not ours
+        if not (match and os.path.isfile(candidate) and not os.path.islink(candidate)):
+            continue
+        if _writer_is_gone(int(match.group(1))):
             try:
                 os.remove(candidate)
                 removed.append(candidate)
-            except FileNotFoundError:  # another process cleaned it first
+            except OSError:  # cleaned by another process first, or not ours to remove
                 pass
     return removed
 
@@ -104,6 +112,10 @@ def save(path, model, arrays, metadata):
     record = dict(
         metadata, format_version=FORMAT_VERSION, model=model.config(), layout=model.layout.to_dict()
     )
+    try:  # strict JSON: no NaN or inf, only str keys, only JSON types
+        json.dumps(record, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ValueError(f"metadata: expected JSON-ready values, got {error}") from None
     record["sha256"] = digest(arrays, record)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -95,6 +95,15 @@ def _binding_error(signature, args, kwargs, error):
     return f"{list(parameters)[-1]}: expected the documented arguments, got {error}"
 
 
+class TooLarge(ValueError):
+    """A request refused because it would not fit in the machine's memory (still a ValueError
+    naming the argument, so the API's contract holds; the CLI reports it as a resource error)."""
+
+
+class NotWritable(ValueError):
+    """An output path this user cannot write (the CLI reports it as a file-system error)."""
+
+
 def available_memory():
     """Bytes of memory the machine can still give (MemAvailable), or None where unknown."""
     try:
@@ -118,7 +127,7 @@ def check_fits(name, value, shape, dtype, copies=1):
     available = available_memory()
     if count >= 2**62 or (available is not None and needed > available):
         limit = "an index" if available is None else f"{available / 2**30:.1f} GiB available"
-        raise ValueError(
+        raise TooLarge(
             f"{name}: expected a size whose {tuple(shape)} array of "
             f"{np.dtype(dtype).name} fits in memory ({limit}), got {value!r}"
         )
@@ -143,6 +152,11 @@ def check_output_file(name, path, create_folder=True):
 
 def check_output_folder(name, folder, create):
     """A folder to write into: not a file, existing (or made when ``create``), writable."""
+    if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
+        raise ValueError(f"{name}: expected a folder path, got {type(folder).__name__}")
+    folder = os.fspath(folder)
+    if not folder:
+        raise ValueError(f"{name}: expected a folder path, got an empty string")
     parent = folder
     while parent and not os.path.exists(parent):  # a file on the way up cannot hold a folder
         parent = os.path.dirname(parent)
@@ -155,39 +169,47 @@ def check_output_folder(name, folder, create):
             )
         os.makedirs(folder, exist_ok=True)  # an OSError here is a file-system error, as it is
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"{name}: expected a folder this user can write to, got {folder!r}")
+        raise NotWritable(f"{name}: expected a folder this user can write to, got {folder!r}")
     return folder
 
 
+def _result_parts(value):
+    """The arrays of a result: each part of a tuple (e.g. (mean, log_std) or (x, z)), else it."""
+    return value if isinstance(value, tuple) else (value,)
+
+
 def no_nan(blame, why):
-    """Rule for a result: no NaN. ``blame`` names the arguments at fault (e.g. "theta, eps");
-    ``why`` says what overflowed."""
+    """Rule for a result: no NaN (in any part of a tuple result). ``blame`` names the arguments
+    at fault (e.g. "theta, eps"); ``why`` says what overflowed."""
 
     def rule(value, arguments):
-        array = np.asarray(getval(value) if not isinstance(value, tuple) else getval(value[0]))
-        if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
-            index = _first_bad_index(np.isnan(array))
-            raise ValueError(
-                f"{blame}: expected values for which the result is defined, got "
-                f"NaN at index {index} ({why})"
-            )
+        for part in _result_parts(value):
+            array = np.asarray(getval(part))
+            if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
+                index = _first_bad_index(np.isnan(array))
+                raise ValueError(
+                    f"{blame}: expected values for which the result is defined, got "
+                    f"NaN at index {index} ({why})"
+                )
         return value
 
     return rule
 
 
 def finite_result(blame, why):
-    """Rule for a result: finite everywhere (for outputs that are finite whenever the inputs are,
-    such as a network's logits: an inf there is an overflow, not an answer)."""
+    """Rule for a result: finite everywhere, in every part of a tuple (for outputs that are finite
+    whenever the inputs are, such as a network's logits: an inf there is an overflow, not an
+    answer)."""
 
     def rule(value, arguments):
-        array = np.asarray(getval(value))
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            index = _first_bad_index(~np.isfinite(array))
-            raise ValueError(
-                f"{blame}: expected values for which the result is finite, got "
-                f"{array[index]} at index {index} ({why})"
-            )
+        for part in _result_parts(value):
+            array = np.asarray(getval(part))
+            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                index = _first_bad_index(~np.isfinite(array))
+                raise ValueError(
+                    f"{blame}: expected values for which the result is finite, got "
+                    f"{array[index]} at index {index} ({why})"
+                )
         return value
 
     return rule
@@ -465,6 +487,40 @@ def generator():
 def flag():
     """Rule: True or False."""
     return lambda name, value, arguments: check_bool(name, value)
+
+
+def float_dtype():
+    """Rule: a floating dtype the package computes in, float64 or float32 (a name, a NumPy type
+    or a dtype); returns the np.dtype. Integers would truncate every weight to 0."""
+
+    def rule(name, value, arguments):
+        try:
+            dtype = np.dtype(value)
+        except (TypeError, ValueError):
+            dtype = None
+        if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"{name}: expected float64 or float32, got {value!r}")
+        return dtype
+
+    return rule
+
+
+def block_span(name, value, arguments):
+    """Rule for ``shape`` of a block θ[start:stop]: start, stop integers with
+    0 <= start <= stop <= len(θ), and ``shape`` sizes whose product is stop − start."""
+    theta = arguments["theta"]
+    size = np.shape(getval(theta))[0]
+    start = check_int("start", arguments["start"], minimum=0, maximum=size)
+    stop = check_int("stop", arguments["stop"], minimum=start, maximum=size)
+    if not isinstance(value, (tuple, list)):
+        raise ValueError(f"{name}: expected a tuple of sizes, got {value!r}")
+    shape = tuple(check_int(name, s, minimum=0) for s in value)
+    if math.prod(shape) != stop - start:
+        raise ValueError(
+            f"{name}: expected sizes whose product is stop − start = {stop - start}, got {shape}"
+        )
+    arguments["start"], arguments["stop"] = start, stop
+    return shape
 
 
 def optional(rule):

@@ -14,7 +14,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from .checks import all_of, binary, broadcasting, check_fits, checked, generator, integer, real
-from .numerics import softplus
+from .numerics import log_sigmoid
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -38,9 +38,18 @@ def normal_logpdf(x, mean, log_std):
     # as 1 there (it multiplies 0 anyway), which also keeps the gradient finite. Elsewhere an
     # overflowing u gives −inf, the right floating-point answer for a density below 1e−308.
     # (a product with the 0/1 mask, not anp.where, which does not unbroadcast its gradient)
-    inverse_std = anp.exp(-log_std * (getval(residual) != 0))
+    # When 1/σ itself overflows (log σ < −709.78 in float64) but u does not (a residual of
+    # 1e-320 with log σ = −710 has u ≈ 2e-12), 1/σ is applied as two halves exp(−log σ / 2).
+    exponent = -log_std * (getval(residual) != 0)
+    log_max = math.log(np.finfo(np.result_type(getval(exponent), np.float32)).max)
+    split = np.max(getval(exponent), initial=-np.inf) > log_max
+    inverse_std = anp.exp(exponent / 2 if split else exponent)
     with np.errstate(over="ignore", invalid="ignore"):
-        u = residual * inverse_std * 2 if halve else residual * inverse_std
+        u = residual * inverse_std
+        if split:
+            u = u * inverse_std
+        if halve:
+            u = u * 2
         return anp.sum(-0.5 * LOG_2PI - log_std - 0.5 * u * u, axis=-1)
 
 
@@ -54,11 +63,15 @@ def std_normal_logpdf(z):
 def bernoulli_logpmf(x, logits):
     """log Bern(x; σ(ℓ)) = Σ_d [x_d ℓ_d − softplus(ℓ_d)], ℓ = logits.
 
-    (x ℓ − log(1 + e^ℓ) is log σ(ℓ) when x = 1 and log(1 − σ(ℓ)) when x = 0.)
+    (x ℓ − log(1 + e^ℓ) is log σ(ℓ) when x = 1 and log(1 − σ(ℓ)) = log σ(−ℓ) when x = 0.)
     x: (..., d) binary data in {0, 1}; logits: broadcastable against x, e.g. x (n, d) and
     logits (k, n, d) -> (k, n).
+
+    Computed as the same sum written with s = 2x − 1 ∈ {−1, +1}: Σ_d log σ(s_d ℓ_d). The
+    difference x ℓ − softplus(ℓ) cancels for a confident, right logit (ℓ = 40, x = 1 gives 0,
+    not −4.2e-18); log σ(sℓ) = −log1p(e^{−sℓ}) keeps every digit.
     """
-    return anp.sum(x * logits - softplus(logits), axis=-1)
+    return anp.sum(log_sigmoid((2 * x - 1) * logits), axis=-1)
 
 
 def _finite_scale(name, value, arguments):

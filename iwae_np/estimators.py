@@ -33,10 +33,14 @@ ESTIMATORS = ("iwae", "stl", "dreg", "piwae")
 
 
 def normalized_weights(log_w):
-    """w̃ = softmax of log w over the k axis, as a constant (no gradient flows through it)."""
+    """w̃_i = w_i / Σ_j w_j, the softmax of log w over the k axis, as a constant (no gradient
+    flows through it). log_w: (k, ...) -> (k, ...). A column whose weights are all 0 (every
+    log w = −inf) has no normalization; its w̃ are 0, as in the bounds' gradients (numerics)."""
     value = getval(log_w)
-    w = np.exp(value - value.max(axis=0, keepdims=True))
-    return w / w.sum(axis=0, keepdims=True)
+    shift = value.max(axis=0, keepdims=True)
+    w = np.exp(value - np.where(np.isfinite(shift), shift, 0.0))
+    total = w.sum(axis=0, keepdims=True)
+    return w / np.where(total > 0, total, 1.0)
 
 
 @checked(estimator=one_of(*ESTIMATORS), m=integer(minimum=1))

@@ -10,9 +10,20 @@ depends on ``max_rows``, not on k·n.
 import math
 
 import numpy as np
+from autograd.tracer import getval
 
 from . import threads
-from .checks import check_int, checked, flag, integer, number, one_of, positive, real
+from .checks import (
+    check_fits,
+    check_int,
+    checked,
+    finite_result,
+    flag,
+    integer,
+    number,
+    one_of,
+    real,
+)
 from .distributions import normal_logpdf
 from .models import THETA, X
 from .numerics import log_mean_exp, logsumexp
@@ -38,7 +49,13 @@ def _seed(name, value, arguments):
     return value
 
 
+# An estimate that is NaN or ±inf for a finite θ means the networks overflowed on the way (an
+# extreme θ, e.g. a checkpoint from a diverged run): refused, never printed as a number.
+ESTIMATE_FINITE = finite_result("theta", "the model's log-weights overflowed for this θ")
+
+
 @checked(
+    returns=ESTIMATE_FINITE,
     theta=THETA,
     x=X,
     k=integer(minimum=1),
@@ -81,6 +98,7 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
 
 
 @checked(
+    returns=ESTIMATE_FINITE,
     theta=THETA,
     x=X,
     objective=one_of("elbo", "iwae"),
@@ -130,11 +148,34 @@ def expected_bound(
     return mean, np.sqrt(np.maximum(total_squares / replicates - mean**2, 0.0))
 
 
-@checked(theta=THETA, x=X, limit=positive(), grid=integer(minimum=3))
+def _grid(name, value, arguments):
+    """A grid size: an integer >= 3 whose grid^d nodes (and a decoder output per node) fit."""
+    value = check_int(name, value, minimum=3)
+    model = arguments["model"]
+    nodes = value ** min(model.eps_dim, 2)
+    return check_fits(name, value, (nodes, model.eps_dim + model.x_dim), model.dtype, copies=3)
+
+
+# Half-widths between 1e-100 and 1e100: a cell of (2·limit / (grid − 1))^d stays a normal float
+# and the z on the grid stay where the networks do not overflow for a sensible θ.
+LIMIT = number(1e-100, 1e100)
+
+
+@checked(
+    returns=finite_result("theta, limit", "p(x, z) on the grid overflowed or underflowed"),
+    theta=THETA,
+    x=X,
+    limit=LIMIT,
+    grid=_grid,
+)
 def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
     """Exact-up-to-quadrature log p(x) = log ∫ p(x, z) dz on a grid over [−limit, limit]^d,
     where z is the full latent (every layer) and d = ``model.eps_dim`` ≤ 2 (the toy models; a
     TwoLayerVAE with h1_dim = h2_dim = 1). x: (n, x_dim) -> (n,).
+
+        log p(x) ≈ log Σ_j p(x, z_j) Δ^d = logsumexp_j log p(x, z_j) + d log Δ,
+
+    with Δ = 2·limit / (grid − 1) the grid step.
 
     The prior's mass outside ±6 is below 1e-8, and a 401-point grid resolves posteriors wider than
     about 0.1; use a larger grid for sharper ones.
@@ -147,16 +188,22 @@ def log_marginal_quadrature(model, theta, x, limit=6.0, grid=401):
             f"{'+'.join(map(str, model.layer_dims))})"
         )
     axis = np.linspace(-limit, limit, grid)
-    cell = (axis[1] - axis[0]) ** d
+    log_cell = d * math.log(2 * limit / (grid - 1))  # in logs: Δ^d may underflow or overflow
     z = np.stack(np.meshgrid(*([axis] * d), indexing="ij"), axis=-1).reshape(-1, d)
     out = np.empty(len(x))
     for i in range(len(x)):  # one point at a time: the grid already has grid^d rows
         log_joint = model.log_joint(theta, x[i : i + 1], z[:, None, :].astype(model.dtype))
-        out[i] = logsumexp(log_joint[:, 0]) + math.log(cell)
+        out[i] = logsumexp(log_joint[:, 0]) + log_cell
     return out
 
 
-@checked(theta=THETA, x_point=real(ndim=1), limit=positive(), grid=integer(minimum=3))
+@checked(
+    returns=finite_result("theta, limit", "p(x, z) on the grid overflowed"),
+    theta=THETA,
+    x_point=real(ndim=1),
+    limit=LIMIT,
+    grid=_grid,
+)
 def posterior_on_grid(model, theta, x_point, limit=4.0, grid=201):
     """The exact posterior density p(z|x) on a grid, for plots (a full latent of 2 units).
 
@@ -170,11 +217,20 @@ def posterior_on_grid(model, theta, x_point, limit=4.0, grid=201):
     axis = np.linspace(-limit, limit, grid)
     z = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
     log_joint = model.log_joint(theta, np.asarray(x_point)[None, :], z[:, None, :])[:, 0]
-    density = np.exp(log_joint - logsumexp(log_joint)) / (axis[1] - axis[0]) ** 2
+    log_cell = 2 * math.log(2 * limit / (grid - 1))
+    density = np.exp(log_joint - logsumexp(log_joint) - log_cell)
     return axis, axis, density.reshape(grid, grid)
 
 
-@checked(mean=real(), log_std=real(), z1=real(ndim=1), z2=real(ndim=1))
+def _pair(name, value, arguments):
+    """A 2-unit vector (a mean or log σ on a 2-D grid)."""
+    value = real()(name, value, arguments)
+    if np.shape(getval(value)) != (2,):
+        raise ValueError(f"{name}: expected shape (2,), got {np.shape(getval(value))}")
+    return value
+
+
+@checked(mean=_pair, log_std=_pair, z1=real(ndim=1, nonempty=True), z2=real(ndim=1, nonempty=True))
 def gaussian_on_grid(mean, log_std, z1, z2):
     """A diagonal Gaussian q's density on the same grid as ``posterior_on_grid``.
     mean, log_std: (2,); z1, z2: (grid,) -> (grid, grid)."""

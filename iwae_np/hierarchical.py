@@ -16,9 +16,20 @@ for one layer only and is refused with a ValueError.
 import autograd.numpy as anp
 from autograd.tracer import getval
 
-from .checks import all_of, check_int, check_sizes, checked, generator, integer
+from .checks import all_of, check_int, check_sizes, checked, flag, generator, integer
 from .distributions import normal_logpdf, reparameterize, std_normal_logpdf
-from .models import EPS, LATENT, LOG_W_DEFINED, MODELS, SAMPLED_X_DEFINED, SAMPLES, THETA, VAE, X
+from .models import (
+    EPS,
+    LATENT,
+    LOG_P_DEFINED,
+    LOG_W_DEFINED,
+    MODELS,
+    SAMPLED_X_DEFINED,
+    SAMPLES,
+    THETA,
+    VAE,
+    X,
+)
 from .nets import MLP
 from .params import Layout
 
@@ -119,7 +130,7 @@ class TwoLayerVAE(VAE):
             + std_normal_logpdf(h2)
         )
 
-    @checked(returns=LOG_W_DEFINED, theta=THETA, x=X, eps=EPS)
+    @checked(returns=LOG_W_DEFINED, theta=THETA, x=X, eps=EPS, stop_q=flag())
     def log_weights(self, theta, x, eps, stop_q=False):
         """log w_i for both layers. theta: (P,); x: (n, x_dim); eps: (k, n, h1_dim + h2_dim)
         -> (k, n).
@@ -140,7 +151,7 @@ class TwoLayerVAE(VAE):
         log_q = normal_logpdf(h1, mean1, log_std1) + normal_logpdf(h2, mean2, log_std2)
         return self._log_p(theta, x, h1, h2) - log_q
 
-    @checked(theta=THETA, x=X, z=LATENT)
+    @checked(theta=THETA, x=X, z=LATENT, returns=LOG_P_DEFINED)
     def log_joint(self, theta, x, z):
         """log p(x, h1, h2). x: (n, x_dim); z: the full latent (k, n, h1_dim + h2_dim), h1 then
         h2 -> (k, n)."""

@@ -90,7 +90,9 @@ def SAMPLES(name, value, arguments):
 
 
 LOGITS_FINITE = finite_result("theta, z", "a sum in the decoder overflowed the dtype")
-SAMPLED_X_DEFINED = no_nan("theta", "the decoder's output or exp(log σ_x) overflowed")
+SAMPLED_X_DEFINED = finite_result("theta", "the decoder's output or exp(log σ_x) overflowed")
+Q_FINITE = finite_result("theta", "a sum in the encoder overflowed the dtype")
+LOG_P_DEFINED = no_nan("theta, z", "the decoder's output, exp(log σ_x) or a square overflowed")
 
 
 # Rules for @checked functions of a model: the model (the call's ``self`` in a method, else its
@@ -225,7 +227,7 @@ class VAE:
             raise ValueError(f"config: expected a dict, got {type(config).__name__}")
         config = dict(config)
         name = config.pop("class", "VAE")
-        if name not in MODELS:
+        if not isinstance(name, str) or name not in MODELS:
             raise ValueError(f"config: expected a model class in {sorted(MODELS)}, got {name!r}")
         try:
             return MODELS[name](**config)
@@ -268,7 +270,7 @@ class VAE:
 
     # ------------------------------------------------------------------ the model's pieces
 
-    @checked(theta=THETA, x=X)
+    @checked(theta=THETA, x=X, returns=Q_FINITE)
     def encode(self, theta, x):
         """q(z|x)'s parameters. x: (n, x_dim) -> (mean, log_std), each (n, z_dim)."""
         h = self.encoder(theta, self.layout, x)
@@ -280,7 +282,7 @@ class VAE:
         z: (..., z_dim) -> (..., x_dim)."""
         return self.decoder(theta, self.layout, z)
 
-    @checked(theta=THETA, x=X, z=Z)
+    @checked(theta=THETA, x=X, z=Z, returns=LOG_P_DEFINED)
     def log_likelihood(self, theta, x, z):
         """log p(x|z), summed over x's dimensions. x: (n, x_dim), z: (k, n, z_dim) -> (k, n)."""
         out = self.decode(theta, z)
@@ -288,7 +290,7 @@ class VAE:
             return (kernels.bernoulli_logpmf if self.fast else bernoulli_logpmf)(x, out)
         return normal_logpdf(x, out, self.layout.get(theta, "decoder.log_std", fast=self.fast))
 
-    @checked(theta=THETA, x=X, z=Z)
+    @checked(theta=THETA, x=X, z=Z, returns=LOG_P_DEFINED)
     def log_joint(self, theta, x, z):
         """log p(x, z) = log p(x|z) + log p(z). x: (n, x_dim), z: (k, n, z_dim) -> (k, n)."""
         return self.log_likelihood(theta, x, z) + std_normal_logpdf(z)
@@ -350,7 +352,7 @@ class VAE:
         z = self.sample_prior(rng, n)
         return self.sample_x(theta, rng, z), z
 
-    @checked(theta=THETA, rng=generator(), z=Z)
+    @checked(theta=THETA, rng=generator(), z=Z, returns=SAMPLED_X_DEFINED)
     def sample_x(self, theta, rng, z):
         """x ~ p(x|z) for z: (n, z_dim) -> x (n, x_dim)."""
         out = self.decode(theta, z)

@@ -7,8 +7,12 @@ product (BLAS uses both cores for it), then the output is reshaped back to (k, n
 """
 
 import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
 
 from . import kernels
+from .checks import all_of, check_bool, check_choice, check_int, check_last_dim, checked, real
+from .numerics import select
 
 
 def tanh(a):
@@ -18,10 +22,27 @@ def tanh(a):
 
 def relu(a):
     """max(a, 0), elementwise, with derivative 1 for a > 0 and 0 otherwise (at a = 0 too)."""
-    return anp.where(a > 0, a, 0.0)
+    return select(a > 0, a, 0.0)
 
 
 ACTIVATIONS = {"tanh": tanh, "relu": relu}
+
+
+def net_input(name, value, arguments):
+    """Rule for an MLP call's x: (..., d_in), with θ the size of a layout holding the network."""
+    net, layout, theta = arguments["self"], arguments["layout"], arguments["theta"]
+    blocks = getattr(layout, "blocks", None)
+    if not isinstance(blocks, dict) or f"{net.name}.0.W" not in blocks:
+        raise ValueError(
+            f"layout: expected a Layout with this network's blocks ({net.name}.0.W, …), "
+            f"got {type(layout).__name__}"
+        )
+    if np.shape(getval(theta)) != (layout.size,):
+        raise ValueError(
+            f"theta: expected shape ({layout.size},) for this layout, got {np.shape(getval(theta))}"
+        )
+    check_last_dim(name, value, net.sizes[0], "the network's input size d_in")
+    return value
 
 
 class MLP:
@@ -33,12 +54,16 @@ class MLP:
     """
 
     def __init__(self, name, sizes, activation="tanh", fast=True):
-        if activation not in ACTIVATIONS:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty string, got {name!r}")
+        if not isinstance(sizes, (tuple, list)) or len(sizes) < 2:
             raise ValueError(
-                f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}"
+                f"sizes: expected (d_in, ..., d_out), at least two sizes, got {sizes!r}"
             )
-        self.name, self.sizes, self.activation = name, tuple(sizes), activation
-        self.fast = bool(fast)
+        self.name = name
+        self.sizes = tuple(check_int("sizes", size, minimum=1) for size in sizes)
+        self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
+        self.fast = check_bool("fast", fast)
 
     @property
     def n_layers(self):
@@ -50,6 +75,7 @@ class MLP:
             layout.add(f"{self.name}.{layer}.W", (d_in, d_out))
             layout.add(f"{self.name}.{layer}.b", (d_out,))
 
+    @checked(theta=real(ndim=1), x=all_of(real(), net_input))
     def __call__(self, theta, layout, x):
         """x: (..., d_in) -> (..., d_out)."""
         lead_shape = anp.shape(x)[:-1]

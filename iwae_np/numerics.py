@@ -14,9 +14,28 @@ import math
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defvjp, primitive
+from autograd.numpy.numpy_vjps import unbroadcast_f
 from autograd.tracer import getval
 
 from .checks import axis_of, checked, flag, real
+
+
+@primitive
+def select(condition, x, y):
+    """x where ``condition`` holds, else y (NumPy's where), differentiable in x and y.
+
+    Autograd's own ``where`` gives the unselected side a float64 zero gradient, which turns a
+    float32 gradient into float64; here each side's gradient is g where it was selected, else
+    0, in g's dtype, summed back to the side's shape if it was broadcast."""
+    return np.where(condition, x, y)
+
+
+defvjp(
+    select,
+    None,
+    lambda ans, condition, x, y: unbroadcast_f(x, lambda g: select(condition, g, 0.0)),
+    lambda ans, condition, x, y: unbroadcast_f(y, lambda g: select(condition, 0.0, g)),
+)
 
 
 def _keep_reduced_axes(value, axis, ndim):
@@ -62,7 +81,7 @@ def _logsumexp_vjp(ans, a, axis=None, keepdims=False):
     ndim = anp.ndim(a)
     if not keepdims:
         ans = _keep_reduced_axes(ans, axis, ndim)
-    ans = anp.where(np.isneginf(getval(ans)), 0.0, ans)
+    ans = select(np.isneginf(getval(ans)), 0.0, ans)
 
     def vjp(g):
         if not keepdims:
@@ -78,17 +97,52 @@ logsumexp = checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a")
 )
 
 
-@checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"))
+def _reduced_size(shape, axis):
+    """The number of entries a reduction over ``axis`` (None, an int or a tuple) combines."""
+    axes = range(len(shape)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+    return math.prod(shape[ax] for ax in axes)
+
+
+@primitive
 def log_mean_exp(a, axis=0):
     """log (1/k) Σ_i exp(a_i) = logsumexp(a) − log k, over ``axis`` of length k.
 
     a: (k, ...) with the default axis=0 -> (...).
+
+    When the result is near 0 (the k values near 0, as the log-weights of a good q are), the form
+    m + log c + log1p(·) − log k cancels: [1e-20, 1e-20] would give 0. So the mean is centred on
+    the max m instead:
+
+        log (1/k) Σ_i exp(a_i) = m + log1p( (1/k) Σ_i expm1(a_i − m) )
+
+    Every expm1(a_i − m) is in [−1, 0], so their mean s is summed without cancellation, and
+    log1p(s) keeps full relative precision. For s < −½ (a result more than log 2 below the max)
+    log1p(s) = log(1 + s) would cancel instead, and the logsumexp form is the accurate one.
     """
-    shape = anp.shape(a)
-    axes = range(len(shape)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
-    k = math.prod(shape[ax] for ax in axes)
-    # a Python float, not np.log: a NumPy float64 scalar would upcast float32 input (NEP 50)
-    return logsumexp(a, axis=axis) - math.log(k)
+    a = np.asarray(a)
+    k = _reduced_size(a.shape, axis)
+    a_max = np.max(a, axis=axis, keepdims=True)
+    a_max = np.where(np.isfinite(a_max), a_max, 0)  # an all −inf slice: shift by 0
+    with np.errstate(over="ignore"):
+        centred = np.mean(np.expm1(a - a_max), axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):  # log1p(−1) = −inf for an all −inf slice
+        near = np.log1p(centred) + a_max
+    far = logsumexp(a, axis=axis, keepdims=True) - math.log(k)
+    out = np.where(centred >= -0.5, near, far).astype(far.dtype, copy=False)
+    return out.reshape(()) if axis is None else np.squeeze(out, axis=axis)
+
+
+def _log_mean_exp_vjp(ans, a, axis=0):
+    """∂/∂a_i log mean exp(a) = exp(a_i − ans) / k, the softmax of a (all −inf slices: 0)."""
+    ndim = anp.ndim(a)
+    k = _reduced_size(anp.shape(a), axis)
+    ans = _keep_reduced_axes(ans, axis, ndim)
+    ans = select(np.isneginf(getval(ans)), 0.0, ans)
+    return lambda g: _keep_reduced_axes(g, axis, ndim) * anp.exp(a - ans) / k
+
+
+defvjp(log_mean_exp, _log_mean_exp_vjp)
+log_mean_exp = checked(a=real(allow_neg_inf=True, nonempty=True), axis=axis_of("a"))(log_mean_exp)
 
 
 @primitive

@@ -11,9 +11,10 @@ import math
 import numpy as np
 
 from . import kernels
-from .checks import check_int, checked, generator, integer
+from .checks import block_span, check_int, checked, float_dtype, generator, integer, real
 
 
+@checked(theta=real(ndim=1), shape=block_span)
 def block(theta, start, stop, shape):
     """θ[start:stop] viewed as an array of ``shape``: the reference form of reading one block.
 
@@ -96,7 +97,9 @@ class Layout:
         return f"Layout(size={self.size})\n{rows}"
 
 
-@checked(rng=generator(), fan_in=integer(minimum=1), fan_out=integer(minimum=1))
+@checked(
+    rng=generator(), fan_in=integer(minimum=1), fan_out=integer(minimum=1), dtype=float_dtype()
+)
 def glorot_uniform(rng, fan_in, fan_out, dtype=np.float64):
     """W ~ U(−a, a), a = √(6 / (fan_in + fan_out)) (Glorot & Bengio 2010; Burda et al. use it).
     -> W: (fan_in, fan_out) in ``dtype``."""
@@ -104,7 +107,7 @@ def glorot_uniform(rng, fan_in, fan_out, dtype=np.float64):
     return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
 
 
-@checked(rng=generator())
+@checked(rng=generator(), dtype=float_dtype())
 def init_theta(layout, rng, dtype=np.float64):
     """A fresh θ: Glorot-uniform for every 2-D ``*.W`` block, zeros for everything else.
     -> θ: (layout.size,) in ``dtype``."""

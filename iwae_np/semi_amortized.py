@@ -16,7 +16,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from .bounds import elbo
-from .checks import check_int, check_positive, checked, flag, positive
+from .checks import check_int, check_positive, checked, finite_result, flag, no_nan, positive
 from .models import THETA, X, one_layer
 
 
@@ -36,6 +36,20 @@ def _refine_eps(name, value, arguments):
     return value
 
 
+def _final_draw(name, value, arguments):
+    """ε for K refinement steps and the final ELBO: (K + 1, k, n, z_dim), so K + 1 >= 1."""
+    value = _refine_eps(name, value, arguments)
+    if np.shape(getval(value))[0] < 1:
+        raise ValueError(
+            f"{name}: expected shape (K + 1, k, n, z_dim) with a last draw for the final ELBO, "
+            f"got {np.shape(getval(value))}"
+        )
+    return value
+
+
+# A step that overflows (too large an lr for this θ) leaves inf or NaN in λ_K.
+LAMBDA_FINITE = finite_result("lr", "a refinement step overflowed; try a smaller lr")
+
 # What refine and semi_amortized_elbo check at the door.
 REFINEMENT_RULES = dict(
     model=one_layer("semi-amortized refinement (a q given per point)"),
@@ -47,7 +61,7 @@ REFINEMENT_RULES = dict(
 )
 
 
-@checked(**REFINEMENT_RULES)
+@checked(returns=LAMBDA_FINITE, **REFINEMENT_RULES)
 def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
     """K gradient-ascent steps on each point's ELBO from λ₀ (the encoder's, or the prior's):
 
@@ -66,7 +80,11 @@ def refine(model, theta, x, eps, lr=0.1, from_encoder=True):
     return lam
 
 
-@checked(**REFINEMENT_RULES, through_steps=flag())
+@checked(
+    returns=no_nan("lr, theta", "a refinement step or the final ELBO overflowed"),
+    **{**REFINEMENT_RULES, "eps": _final_draw},
+    through_steps=flag(),
+)
 def semi_amortized_elbo(model, theta, x, eps, lr=0.1, from_encoder=True, through_steps=True):
     """Semi-amortized VI (Kim et al. 2018): the ELBO at λ_K, K = len(eps) − 1 refinement steps
     (``refine``) from the encoder's λ₀. eps: (K+1, k, n, z_dim); the last draw estimates the

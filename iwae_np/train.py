@@ -24,6 +24,7 @@ from . import threads
 from .bounds import BOUNDS
 from .checks import (
     check_choice,
+    check_fits,
     check_output_file,
     check_positive,
     checked,
@@ -65,6 +66,9 @@ class Bound:
     ε: (k, n, eps_dim). name: "elbo" or "iwae" (see bounds.BOUNDS)."""
 
     name: str
+
+    def __post_init__(self):
+        check_choice("name", self.name, tuple(BOUNDS))
 
     def eps_shape(self, k):
         """Leading shape of the ε one step draws."""
@@ -109,6 +113,21 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     ``step(θ, x, ε)`` returns (θ + Adam(∇_θ objective), objective's value). frozen: a boolean mask
     of θ whose gradient is zeroed (the decoder, for encoder-only training); clip_norm: rescale the
     gradient to at most this norm. Raises NonFiniteStep before changing anything."""
+    objective = as_objective(objective)
+    if not callable(getattr(optimizer, "step", None)):
+        raise ValueError(
+            f"optimizer: expected an optimizer with step(θ, gradient), such as optim.Adam(1e-3), "
+            f"got {type(optimizer).__name__}"
+        )
+    if frozen is not None:
+        frozen = np.asarray(frozen)
+        if frozen.dtype != bool or frozen.shape != (model.layout.size,):
+            raise ValueError(
+                f"frozen: expected a boolean mask of shape ({model.layout.size},), got "
+                f"{frozen.dtype} {frozen.shape}"
+            )
+    if clip_norm is not None:
+        clip_norm = check_positive("clip_norm", clip_norm)
     package_objective = isinstance(objective, Bound) or type(objective).__module__.startswith(
         "iwae_np."
     )
@@ -188,11 +207,14 @@ def train(
     """
     data = _as_data(model, data)
     x_train = model.check_x(data.x_train, name="data.x_train")
-    has_test = data.x_test is not None and len(data.x_test) > 0
-    x_test = model.check_x(data.x_test, name="data.x_test") if has_test else None
+    no_test = data.x_test is None or (np.ndim(data.x_test) == 2 and np.shape(data.x_test)[0] == 0)
+    x_test = None if no_test else model.check_x(data.x_test, name="data.x_test")
     theta = np.array(theta, copy=True)
     objective = as_objective(objective)
     batch_size = min(batch_size, len(x_train))
+    # one step holds about four (k, batch, width) arrays per layer and their gradients
+    widths = model.x_dim + model.eps_dim + sum(getattr(model, "hidden", ()))
+    check_fits("k, batch_size", k, (k, batch_size, 2 * widths), model.dtype, copies=4)
     if clip_norm is not None:
         check_positive("clip_norm", clip_norm)
     if checkpoint is None and resume:
@@ -345,6 +367,34 @@ def _adam_t(adam):
     return 0 if adam.state is None else adam.state["t"]
 
 
+def _check_history(history, epochs, checkpoint):
+    """A resumed history must be what ``train`` writes: one record per epoch done, numbered
+    1 … epochs, with a finite train bound and a finite test bound or None."""
+
+    def is_number(value):
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        )
+
+    if len(history) != epochs:
+        raise ValueError(
+            f"checkpoint: expected a history of {epochs} epochs in {checkpoint!r}, "
+            f"got {len(history)} records"
+        )
+    for number, record in enumerate(history, start=1):
+        if not (
+            isinstance(record, dict)
+            and record.get("epoch") == number
+            and is_number(record.get("train_bound"))
+            and (record.get("test_bound") is None or is_number(record.get("test_bound")))
+            and is_number(record.get("seconds"))
+        ):
+            raise ValueError(
+                f"checkpoint: expected history record {number} as train writes it "
+                f"(epoch, train_bound, test_bound, seconds) in {checkpoint!r}, got {record!r:.80}"
+            )
+
+
 def _resume(checkpoint, model, config, adam, rng, data_rows):
     arrays, metadata = ckpt.load(checkpoint, model)
     expected = {
@@ -354,7 +404,11 @@ def _resume(checkpoint, model, config, adam, rng, data_rows):
         "rng_state": dict,
         "adam_t": int,
     }
-    wrong = [key for key, kind in expected.items() if not isinstance(metadata.get(key), kind)]
+    wrong = [
+        key
+        for key, kind in expected.items()
+        if not isinstance(metadata.get(key), kind) or isinstance(metadata.get(key), bool)
+    ]
     if wrong:
         raise ValueError(
             f"checkpoint: expected training state ({', '.join(expected)}) in "
@@ -379,7 +433,13 @@ def _resume(checkpoint, model, config, adam, rng, data_rows):
         )
     if metadata["epoch"] < 0:
         raise ValueError(f"checkpoint: expected a non-negative epoch, got {metadata['epoch']}")
+    _check_history(metadata["history"], metadata["epoch"], checkpoint)
     if "adam_m" in arrays:
+        if np.any(arrays["adam_v"] < 0):  # a mean of squares: √v̂ of a negative is NaN
+            raise ValueError(
+                f"checkpoint: expected a non-negative Adam second moment in {checkpoint!r}, "
+                f"got a minimum of {arrays['adam_v'].min():.3g}"
+            )
         adam.state = {"m": arrays["adam_m"], "v": arrays["adam_v"], "t": metadata["adam_t"]}
     try:
         rng.bit_generator.state = metadata["rng_state"]

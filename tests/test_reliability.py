@@ -199,6 +199,11 @@ def _resave_with_hash(path, edit):
         (lambda a, m: a.pop("adam_v"), "expected both Adam moments"),
         (lambda a, m: m.update(adam_t=10**6), "expected an Adam step count"),
         (lambda a, m: m.update(adam_t=0), "expected an Adam step count"),
+        (lambda a, m: m.update(adam_t=True), "expected training state"),
+        (lambda a, m: a.update(adam_v=-a["adam_v"] - 1), "expected a non-negative Adam"),
+        (lambda a, m: m.update(history=[]), "expected a history of 1 epochs"),
+        (lambda a, m: m.update(history=[{"epoch": 1}]), "expected history record 1"),
+        (lambda a, m: m.update(history=["x"]), "expected history record 1"),
     ],
 )
 def test_a_forged_checkpoint_with_a_valid_hash_is_still_refused(small, tmp_path, edit, message):

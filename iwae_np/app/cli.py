@@ -20,7 +20,13 @@ import sys
 import time
 import warnings
 
-from ..checks import available_memory, check_output_file, check_output_folder
+from ..checks import (
+    NotWritable,
+    TooLarge,
+    available_memory,
+    check_output_file,
+    check_output_folder,
+)
 from ..data import DATASETS
 
 DEFAULT_OUT = "iwae_np_output"
@@ -244,6 +250,8 @@ def run_evaluate(args):
     from .experiments import layer_active_units
     from .tables import active_units_text
 
+    if args.k > MAX_K_EVAL:
+        raise ValueError(f"k: expected at most {MAX_K_EVAL}, got {args.k}")
     model, theta, metadata = load_model(args.checkpoint)
     data = _load_data(args)
     x = data.x_test[: args.points]
@@ -297,7 +305,7 @@ def run_bench(args):
 
     from .. import bench
 
-    if args.json:
+    if args.json is not None:
         check_output_file("json", args.json, create_folder=False)  # now, not after the run
     result = bench.run(
         repeats=args.repeats,
@@ -306,7 +314,7 @@ def run_bench(args):
         use_torch=not args.no_torch,
         threads=args.threads,
     )
-    if args.json:
+    if args.json is not None:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
         print(f"results written to {args.json}")
@@ -485,6 +493,10 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # divergence is reported once, below
             return args.run(args)
+    except TooLarge as error:  # refused by the package before allocating
+        return fail(f"error: not enough memory: {error}", EXIT_RESOURCES)
+    except NotWritable as error:  # an output path without write permission
+        return fail(f"error: file system: {error}", EXIT_FILES)
     except ValueError as error:  # bad input, named by the package
         return fail(f"error: {error}", EXIT_BAD_INPUT)
     except TrainingDiverged as error:

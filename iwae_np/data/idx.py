@@ -1,6 +1,7 @@
 """The IDX file format that MNIST ships in, read from a path the user gives (never downloaded)."""
 
 import gzip
+import math
 import os
 import struct
 
@@ -15,6 +16,8 @@ def read_idx(path):
     Header: two zero bytes, a type code, the number of dimensions, then one big-endian uint32
     per dimension; then the data, big-endian, row-major. -> ndarray of that shape.
     """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path: expected a file path, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"path: expected an existing IDX file, got {path!r} (no such file)")
@@ -36,7 +39,7 @@ def read_idx(path):
             f"path: expected a {ndim}-dimensional IDX header, got a truncated file {path!r}"
         )
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
     if len(data) - header != expected:
         raise ValueError(
             f"path: expected {expected} data bytes for shape {shape}, got "

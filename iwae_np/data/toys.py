@@ -10,8 +10,17 @@ inference and the gaps can be run against it.
 
 import numpy as np
 
-from ..checks import check_array, check_int, check_last_dim, check_positive
+from ..checks import check_array, check_int, check_last_dim, check_real
 from ..models import VAE
+
+
+def check_noise(name, value):
+    """An observation noise σ in (0, 1e6]: log σ, σ² and σ⁻² (the exact posterior's precision)
+    stay finite, and samples x = f(z) + σ e cannot overflow."""
+    value = check_real(name, value, 0.0, 1e6, low_open=True)
+    if value < 1e-6:
+        raise ValueError(f"{name}: expected a noise standard deviation in [1e-6, 1e6], got {value}")
+    return value
 
 
 class LinearGaussian:
@@ -26,8 +35,8 @@ class LinearGaussian:
 
     def __init__(self, n, x_dim, z_dim, noise_std, seed):
         check_int("n", n, minimum=1)
-        self.noise_std = check_positive("noise_std", noise_std)
-        rng = np.random.default_rng(seed)
+        self.noise_std = check_noise("noise_std", noise_std)
+        rng = np.random.default_rng(check_int("seed", seed, minimum=0))
         self.W = rng.normal(size=(check_int("z_dim", z_dim, 1), check_int("x_dim", x_dim, 1)))
         self.b = rng.normal(size=x_dim)
         self.x = self.sample(rng, n)
@@ -94,7 +103,9 @@ class Banana:
     """
 
     def __init__(self, n, noise_std, seed, bend=2.0):
-        self.noise_std = check_positive("noise_std", noise_std)
+        self.noise_std = check_noise("noise_std", noise_std)
+        check_int("seed", seed, minimum=0)
+        bend = check_real("bend", bend, -1e3, 1e3)
         self.model = VAE(2, 2, hidden=(4,), likelihood="gaussian")
         layout, s, a, c = self.model.layout, 0.2, 1.5, 1.5
         theta = self.model.init(seed=seed)
