@@ -22,7 +22,7 @@ from .distributions import (
     sample_normal,
     std_normal_logpdf,
 )
-from .gradcheck import GradcheckReport, gradcheck
+from .gradcheck import GradcheckReport, StepSweep, check_vjp, gradcheck
 from .hierarchical import TwoLayerVAE
 from .models import VAE
 from .nets import MLP
@@ -54,6 +54,8 @@ __all__ = [
     "std_normal_logpdf",
     "GradcheckReport",
     "gradcheck",
+    "check_vjp",
+    "StepSweep",
     "VAE",
     "TwoLayerVAE",
     "MLP",
