@@ -218,12 +218,26 @@ def finite_result(blame, why):
 def outside():
     """A context in which calls count as coming from outside again, e.g. while the package runs a
     function the user wrote (``gradcheck`` calling ``f``): the user's calls are checked."""
-    return _Outside()
+    return _Door(False)
 
 
-class _Outside:
+def inside():
+    """A context in which calls count as the package's own, for a function that has checked its
+    arguments itself and then calls the package many times (``train.make_step``'s step)."""
+    return _Door(True)
+
+
+def entered():
+    """True while a call that came in through a checked door is running."""
+    return _INSIDE.get()
+
+
+class _Door:
+    def __init__(self, inside):
+        self.inside = inside
+
     def __enter__(self):
-        self.token = _INSIDE.set(False)
+        self.token = _INSIDE.set(self.inside)
 
     def __exit__(self, *exc):
         _INSIDE.reset(self.token)

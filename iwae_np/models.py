@@ -301,7 +301,9 @@ class VAE:
 
         theta: (P,); x: (n, x_dim); eps: (k, n, z_dim) standard normal draws -> log_w: (k, n).
         stop_q: evaluate log q with (μ, σ) held constant, so φ enters only through z_i (the
-        path derivative that the STL and DReG estimators use).
+        path derivative that the STL and DReG estimators use). The stop holds at every order:
+        the Hessian of a stop_q objective is the derivative of the STL gradient, not the
+        Hessian of the bound.
         """
         mean, log_std = self.encode(theta, x)  # (n, z_dim): encode x once, broadcast over k
         return self.log_weights_given(theta, x, mean, log_std, eps, stop_q=stop_q)

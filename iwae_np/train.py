@@ -23,12 +23,15 @@ from . import checkpoint as ckpt
 from . import threads
 from .bounds import BOUNDS
 from .checks import (
+    check_array,
     check_choice,
     check_fits,
     check_output_file,
     check_positive,
     checked,
+    entered,
     flag,
+    inside,
     integer,
     one_of,
     outside,
@@ -105,6 +108,19 @@ class NonFiniteStep(FloatingPointError):
         self.quantity = quantity
 
 
+def check_step_eps(model, objective, eps, n):
+    """ε for one step of ``objective``: objective.eps_shape(k) + (n, eps_dim), finite, in the
+    model's dtype (e.g. (k, n, eps_dim) for a bound)."""
+    eps = check_array("eps", eps)
+    shape, lead = np.shape(eps), len(objective.eps_shape(1))
+    if len(shape) != lead + 2 or shape[-2:] != (n, model.eps_dim) or 0 in shape[:lead]:
+        raise ValueError(
+            f"eps: expected shape objective.eps_shape(k) + ({n}, {model.eps_dim}), "
+            f"{lead} leading axes of draws for {objective.name} and x's {n} rows, got {shape}"
+        )
+    return eps.astype(model.dtype, copy=False)
+
+
 def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     """The update the trainer repeats: with the batch objective
 
@@ -142,6 +158,13 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     value_and_gradient = value_and_grad(batch_objective)
 
     def step(theta, x, eps):
+        if not entered():  # called by the user: check once here, not in every call below
+            theta, x = model.check_theta(theta), model.check_x(x)
+            eps = check_step_eps(model, objective, eps, len(x))
+        with inside():
+            return checked_step(theta, x, eps)
+
+    def checked_step(theta, x, eps):
         # Overflow on the way to a non-finite value is reported once, by NonFiniteStep below,
         # not as a screenful of NumPy RuntimeWarnings first.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
