@@ -50,6 +50,11 @@ def _check_finite_arrays(arrays, where):
             )
 
 
+def _no_constant(name):
+    """JSON's non-standard NaN, Infinity and -Infinity: ``save`` never writes them."""
+    raise ValueError(f"a non-finite number {name} in the metadata")
+
+
 def _writer_is_gone(pid):
     if pid == os.getpid():
         return False
@@ -106,6 +111,13 @@ def save(path, model, arrays, metadata):
         raise ValueError(f"model: expected a VAE or TwoLayerVAE, got {type(model).__name__}")
     if not isinstance(metadata, dict):
         raise ValueError(f"metadata: expected a dict, got {type(metadata).__name__}")
+    if not isinstance(arrays, dict) or not all(
+        isinstance(name, str) and name and name != _METADATA_KEY for name in arrays
+    ):
+        raise ValueError(
+            f"arrays: expected a dict of named arrays (not named {_METADATA_KEY!r}), got "
+            f"{type(arrays).__name__ if not isinstance(arrays, dict) else list(arrays)}"
+        )
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     _check_arrays_fit(model, arrays, path)
     _check_finite_arrays(arrays, "(not saved)")
@@ -166,7 +178,7 @@ def load(path, model=None):
             f"(not an iwae_np checkpoint)"
         )
     try:
-        metadata = json.loads(str(arrays.pop(_METADATA_KEY)))
+        metadata = json.loads(str(arrays.pop(_METADATA_KEY)), parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError, RecursionError) as error:
         raise ValueError(
             f"checkpoint: expected JSON metadata in {path!r}, got corrupt metadata ({error})"

@@ -268,6 +268,8 @@ def as_float_array(name, value):
             f"{name}: expected a real numeric array, got {type(value).__name__} "
             f"that is not one ({error})"
         ) from None
+    if array.dtype.kind not in "biuf":  # timedelta, datetime, complex, str, object: no reals
+        raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
     if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float64)
     if array.dtype == np.float16:

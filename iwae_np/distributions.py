@@ -13,8 +13,18 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval
 
-from .checks import all_of, binary, broadcasting, check_fits, checked, generator, integer, real
-from .numerics import log_sigmoid
+from .checks import (
+    all_of,
+    binary,
+    broadcasting,
+    check_fits,
+    checked,
+    finite_result,
+    generator,
+    integer,
+    real,
+)
+from .numerics import log_sigmoid, select
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -50,7 +60,15 @@ def normal_logpdf(x, mean, log_std):
             u = u * inverse_std
         if halve:
             u = u * 2
-        return anp.sum(-0.5 * LOG_2PI - log_std - 0.5 * u * u, axis=-1)
+        terms = -0.5 * LOG_2PI - log_std - 0.5 * u * u
+        total = anp.sum(terms, axis=-1)
+    # Terms near +1.8e308 (log σ ≈ −1.8e308) can sum to +inf beside a −inf term: NaN. A density
+    # with a −inf factor is 0 whatever the others are, so such a sum is −inf.
+    undefined = np.isnan(getval(total))
+    if undefined.any():
+        zero_factor = undefined & np.any(np.isneginf(getval(terms)), axis=-1)
+        total = select(zero_factor, -np.inf, total)
+    return total
 
 
 @checked(z=real())
@@ -94,7 +112,12 @@ def _finite_scale(name, value, arguments):
 SCALE = all_of(real(), _finite_scale)
 
 
+# z = μ + σ·ε beyond the float range: no sample of N(μ, σ²) is that large (finite inputs).
+Z_FINITE = finite_result("mean, log_std, eps", "z = μ + σ·ε overflowed the dtype")
+
+
 @checked(
+    returns=Z_FINITE,
     mean=real(),
     log_std=all_of(SCALE, broadcasting("mean", "log_std")),
     eps=all_of(real(), broadcasting("mean", "log_std", "eps")),
@@ -107,6 +130,7 @@ def reparameterize(mean, log_std, eps):
 
 
 @checked(
+    returns=Z_FINITE,
     rng=generator(),
     mean=real(),
     log_std=all_of(SCALE, broadcasting("mean", "log_std")),

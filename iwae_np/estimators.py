@@ -26,12 +26,13 @@ import numpy as np
 from autograd.tracer import getval
 
 from .bounds import iwae_bound, miwae_bound
-from .checks import checked, integer, one_of
+from .checks import check_fits, checked, integer, one_of, real
 from .models import EPS, THETA, X
 
 ESTIMATORS = ("iwae", "stl", "dreg", "piwae")
 
 
+@checked(log_w=real(allow_neg_inf=True, nonempty=True))
 def normalized_weights(log_w):
     """w̃_i = w_i / Σ_j w_j, the softmax of log w over the k axis, as a constant (no gradient
     flows through it). log_w: (k, ...) -> (k, ...). A column whose weights are all 0 (every
@@ -91,6 +92,8 @@ def snr(model, theta, x, estimator, k, draws=200, seed=0, m=1):
     SNR_j = |E[Δ_j]| / std[Δ_j] over ``draws`` independent estimates Δ of the gradient.
 
     -> {"encoder": SNRs of the encoder's parameters, "decoder": the decoder's} (arrays)."""
+    check_fits("k, draws", k, (max(k, draws), len(x), model.eps_dim + model.x_dim), model.dtype, 4)
+    check_fits("draws", draws, (draws, model.layout.size), model.dtype)
     rng = np.random.default_rng(seed)
     samples = np.stack(
         [

@@ -74,6 +74,8 @@ def log_marginal(model, theta, x, k=5000, max_rows=5000, seed=0, lam=None, progr
     log_weights = _log_weights_for(model, theta, lam, n)
     points_per_chunk = max(1, max_rows // k)  # whole points when k is small enough
     samples_per_chunk = min(k, max_rows)  # else chunks of samples of a single point
+    rows = min(max_rows, max(k, 1) * points_per_chunk)
+    check_fits("k, max_rows", k, (rows, model.eps_dim + model.x_dim), model.dtype, copies=4)
     out = np.empty(n)
     from tqdm import tqdm  # here, not at import: it is slow to load and only shows progress
 
@@ -128,6 +130,8 @@ def expected_bound(
     rng = np.random.default_rng(seed)
     points_per_chunk = max(1, max_rows // k)
     replicates_per_chunk = max(1, max_rows // (k * min(n, points_per_chunk)))
+    rows = replicates_per_chunk * k * min(n, points_per_chunk)
+    check_fits("k, max_rows", k, (rows, model.eps_dim + model.x_dim), model.dtype, copies=4)
     total, total_squares = np.zeros(n), np.zeros(n)
     with threads.adaptive() as blas:  # BLAS gets the cores others leave free
         for start in range(0, n, points_per_chunk):
@@ -234,6 +238,7 @@ def _pair(name, value, arguments):
 def gaussian_on_grid(mean, log_std, z1, z2):
     """A diagonal Gaussian q's density on the same grid as ``posterior_on_grid``.
     mean, log_std: (2,); z1, z2: (grid,) -> (grid, grid)."""
+    check_fits("z1, z2", (len(z1), len(z2)), (len(z1), len(z2), 2), np.float64, copies=3)
     z = np.stack(np.meshgrid(z1, z2, indexing="ij"), axis=-1)
     return np.exp(normal_logpdf(z, mean, log_std))
 

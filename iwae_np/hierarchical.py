@@ -14,7 +14,6 @@ for one layer only and is refused with a ValueError.
 """
 
 import autograd.numpy as anp
-from autograd.tracer import getval
 
 from .checks import all_of, check_int, check_sizes, checked, flag, generator, integer
 from .distributions import normal_logpdf, reparameterize, std_normal_logpdf
@@ -31,6 +30,7 @@ from .models import (
     X,
 )
 from .nets import MLP
+from .numerics import stop_gradient
 from .params import Layout
 
 
@@ -53,6 +53,7 @@ class TwoLayerVAE(VAE):
         dtype="float64",
         fast=True,
     ):
+        check_int("h1_dim", h1_dim, minimum=1)  # named as the caller wrote it, not the VAE's z_dim
         super().__init__(
             x_dim,
             h1_dim,
@@ -146,8 +147,8 @@ class TwoLayerVAE(VAE):
         mean2, log_std2 = self._q_h2(theta, h1)
         h2 = reparameterize(mean2, log_std2, eps2)  # (k, n, h2)
         if stop_q:
-            mean1, log_std1 = getval(mean1), getval(log_std1)  # depend on x and θ only
-            mean2, log_std2 = self._q_h2(getval(theta), h1)
+            mean1, log_std1 = stop_gradient(mean1), stop_gradient(log_std1)  # of x and θ only
+            mean2, log_std2 = self._q_h2(stop_gradient(theta), h1)
         log_q = normal_logpdf(h1, mean1, log_std1) + normal_logpdf(h2, mean2, log_std2)
         return self._log_p(theta, x, h1, h2) - log_q
 

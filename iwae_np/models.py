@@ -68,7 +68,7 @@ from .checks import (
 )
 from .distributions import bernoulli_logpmf, normal_logpdf, reparameterize, std_normal_logpdf
 from .nets import ACTIVATIONS, MLP
-from .numerics import sigmoid
+from .numerics import sigmoid, stop_gradient
 from .params import Layout, init_theta
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -264,8 +264,15 @@ class VAE:
                 p = np.clip(x_mean, 1e-3, 1 - 1e-3)
                 theta[out_bias] = np.log(p) - np.log1p(-p)
             else:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    x_std = x.std(axis=0)
+                if not (np.isfinite(x_mean).all() and np.isfinite(x_std).all()):
+                    raise ValueError(
+                        f"x: expected data whose mean and standard deviation are finite in "
+                        f"{self.dtype.name}, got values up to {np.abs(x).max():.3g}"
+                    )
                 theta[out_bias] = x_mean
-                theta[self.layout.slice("decoder.log_std")] = np.log(x.std(axis=0) + 1e-3)
+                theta[self.layout.slice("decoder.log_std")] = np.log(x_std + 1e-3)
         return theta
 
     # ------------------------------------------------------------------ the model's pieces
@@ -317,7 +324,7 @@ class VAE:
         eps: (k, n, z_dim) -> log_w: (k, n)."""
         z = reparameterize(mean, log_std, eps)  # (k, n, z_dim)
         if stop_q:
-            mean, log_std = getval(mean), getval(log_std)
+            mean, log_std = stop_gradient(mean), stop_gradient(log_std)
         return self.log_joint(theta, x, z) - normal_logpdf(z, mean, log_std)
 
     @checked(theta=THETA, x=X)

@@ -11,7 +11,16 @@ import numpy as np
 from autograd.tracer import getval
 
 from . import kernels
-from .checks import all_of, check_bool, check_choice, check_int, check_last_dim, checked, real
+from .checks import (
+    all_of,
+    check_bool,
+    check_choice,
+    check_int,
+    check_last_dim,
+    checked,
+    finite_result,
+    real,
+)
 from .numerics import select
 
 
@@ -75,7 +84,11 @@ class MLP:
             layout.add(f"{self.name}.{layer}.W", (d_in, d_out))
             layout.add(f"{self.name}.{layer}.b", (d_out,))
 
-    @checked(theta=real(ndim=1), x=all_of(real(), net_input))
+    @checked(
+        returns=finite_result("theta, x", "a sum in the network overflowed the dtype"),
+        theta=real(ndim=1),
+        x=all_of(real(), net_input),
+    )
     def __call__(self, theta, layout, x):
         """x: (..., d_in) -> (..., d_out)."""
         lead_shape = anp.shape(x)[:-1]

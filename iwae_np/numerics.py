@@ -15,9 +15,20 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defvjp, primitive
 from autograd.numpy.numpy_vjps import unbroadcast_f
-from autograd.tracer import getval
+from autograd.tracer import Box, getval, trace_stack
 
 from .checks import axis_of, checked, flag, real
+
+
+def stop_gradient(value):
+    """``value``, held constant for the derivative being taken now (the innermost one).
+
+    Only the box of the innermost trace is removed: an outer derivative (a Hessian-vector product
+    of an STL gradient, say) still sees how the value depends on θ. ``getval`` would strip every
+    level, and the second derivative would then be that of a different function."""
+    if isinstance(value, Box) and value._trace == trace_stack.top:
+        return value._value
+    return value
 
 
 @primitive

@@ -15,6 +15,7 @@ from .checks import (
     check_positive,
     check_real,
     checked,
+    finite_result,
     optional,
     positive,
     real,
@@ -63,6 +64,10 @@ PARAMS = all_of(real(), _like_the_state)
 GRAD = all_of(real(), same_shape_as("params"))
 
 
+# θ + lr · (step direction) beyond the float range is an lr too large for these params.
+STEP_FINITE = finite_result("lr", "the updated params overflowed; lower lr")
+
+
 class Adam:
     """Adam (Kingma & Ba 2015), ascending:
 
@@ -72,6 +77,7 @@ class Adam:
     Burda et al. use β₁ = 0.9, β₂ = 0.999, ε = 1e-4.
     """
 
+    @checked()
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-4):
         self.lr = check_positive("lr", lr)
         # β = 1 would divide by 1 − βᵗ = 0 in the bias correction
@@ -80,7 +86,12 @@ class Adam:
         self.eps = check_real("eps", eps, 0)
         self.state = None
 
-    @checked(params=PARAMS, grad=all_of(GRAD, _squares_representable), lr=optional(positive()))
+    @checked(
+        returns=STEP_FINITE,
+        params=PARAMS,
+        grad=all_of(GRAD, _squares_representable),
+        lr=optional(positive()),
+    )
     def step(self, params, grad, lr=None):
         """One ascent step; returns the new params (a new array). grad: params' shape."""
         if self.state is None:
@@ -101,12 +112,14 @@ class Adam:
 class SGD:
     """Plain gradient ascent: θ ← θ + lr · g."""
 
+    @checked()
     def __init__(self, lr=1e-2):
         self.lr = check_positive("lr", lr)
         self.state = None
 
-    @checked(params=real(), grad=GRAD, lr=optional(positive()))
+    @checked(returns=STEP_FINITE, params=real(), grad=GRAD, lr=optional(positive()))
     def step(self, params, grad, lr=None):
+        """θ + lr · g, a new array."""
         return params + (self.lr if lr is None else lr) * grad
 
 
@@ -115,15 +128,15 @@ def clip_by_norm(grad, max_norm):
     g ← g · min(1, max_norm / ‖g‖). grad: any shape, finite; max_norm > 0."""
     grad = check_array("grad", grad)
     max_norm = check_positive("max_norm", max_norm)
-    scale = float(np.max(np.abs(grad))) if np.size(grad) else 0.0
-    if scale == 0.0:
+    if np.size(grad) == 0:
         return grad
-    norm = scale * float(np.linalg.norm(grad / scale))  # ‖g‖ = s ‖g / s‖: no overflow of g²
-    if norm <= max_norm:
+    scale = np.max(np.abs(grad))  # s, in grad's dtype (a long double may exceed float64)
+    if scale == 0:
         return grad
-    shrink = max_norm / norm
-    # a factor below the smallest normal float would lose its digits (or be 0): then divide
-    # first, (g / ‖g‖) · max_norm, whose entries are at most 1 before the product
-    if shrink < np.finfo(grad.dtype).tiny:
-        return grad / norm * max_norm
-    return grad * shrink
+    unit = grad / scale  # u = g / s, entries in [−1, 1]
+    ratio = np.sqrt(np.sum(unit * unit))  # ‖u‖ ∈ [1, √size]: no overflow, ‖g‖ = s ‖u‖
+    with np.errstate(over="ignore"):  # s ‖u‖ may be inf; it is only compared
+        if scale * ratio <= max_norm:
+            return grad
+    # g · max_norm / ‖g‖ = u · (max_norm / ‖u‖): no factor overflows or underflows on the way
+    return unit * (max_norm / ratio)

@@ -9,9 +9,19 @@ shared gradient accumulator instead of building a dense vector per slice.
 import math
 
 import numpy as np
+from autograd.tracer import getval
 
 from . import kernels
-from .checks import block_span, check_int, checked, float_dtype, generator, integer, real
+from .checks import (
+    block_span,
+    check_fits,
+    check_int,
+    checked,
+    float_dtype,
+    generator,
+    integer,
+    real,
+)
 
 
 @checked(theta=real(ndim=1), shape=block_span)
@@ -48,9 +58,11 @@ class Layout:
         self.blocks[name] = (self.size, stop, shape)
         self.size = stop
 
+    @checked(theta=real(ndim=1))
     def get(self, theta, name, fast=True):
         """The block ``name`` of θ, shaped and differentiable: through ``kernels.block`` (sparse
         in-place VJP) when ``fast``, else through the reference ``block`` (a plain slice)."""
+        self.check_size(theta)
         return (kernels.block if fast else block)(theta, *self.blocks[self._known(name)])
 
     def _known(self, name):
@@ -78,8 +90,19 @@ class Layout:
                 selected[start:stop] = True
         return selected
 
+    def check_size(self, theta):
+        """θ must hold exactly this layout's ``size`` entries."""
+        if np.shape(getval(theta)) != (self.size,):
+            raise ValueError(
+                f"theta: expected shape ({self.size},) for this layout, "
+                f"got {np.shape(getval(theta))}"
+            )
+        return theta
+
+    @checked(theta=real(ndim=1))
     def unflatten(self, theta):
         """{name: array} views into θ, for reading parameters by name."""
+        self.check_size(theta)
         return {
             name: np.asarray(theta)[start:stop].reshape(shape)
             for name, (start, stop, shape) in self.blocks.items()
@@ -103,6 +126,7 @@ class Layout:
 def glorot_uniform(rng, fan_in, fan_out, dtype=np.float64):
     """W ~ U(−a, a), a = √(6 / (fan_in + fan_out)) (Glorot & Bengio 2010; Burda et al. use it).
     -> W: (fan_in, fan_out) in ``dtype``."""
+    check_fits("fan_in, fan_out", (fan_in, fan_out), (fan_in, fan_out), dtype, copies=2)
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
 
@@ -113,6 +137,7 @@ def init_theta(layout, rng, dtype=np.float64):
     -> θ: (layout.size,) in ``dtype``."""
     if not isinstance(layout, Layout):
         raise ValueError(f"layout: expected a Layout, got {type(layout).__name__}")
+    check_fits("layout", layout, (layout.size,), dtype, copies=6)  # θ, its gradient, Adam's state
     theta = np.zeros(layout.size, dtype=dtype)
     for name, (start, stop, shape) in layout.blocks.items():
         if name.endswith(".W") and len(shape) == 2:

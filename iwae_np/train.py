@@ -129,6 +129,8 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     ``step(θ, x, ε)`` returns (θ + Adam(∇_θ objective), objective's value). frozen: a boolean mask
     of θ whose gradient is zeroed (the decoder, for encoder-only training); clip_norm: rescale the
     gradient to at most this norm. Raises NonFiniteStep before changing anything."""
+    if not (hasattr(model, "layout") and hasattr(model, "log_weights")):
+        raise ValueError(f"model: expected a VAE or TwoLayerVAE, got {type(model).__name__}")
     objective = as_objective(objective)
     if not callable(getattr(optimizer, "step", None)):
         raise ValueError(
@@ -230,6 +232,12 @@ def train(
     """
     data = _as_data(model, data)
     x_train = model.check_x(data.x_train, name="data.x_train")
+    dynamic = getattr(data, "probs_train", None) is not None  # re-binarized every epoch
+    if dynamic and not callable(getattr(data, "binarize", None)):
+        raise ValueError(
+            "data: expected a binarize(rng) method beside probs_train (iwae_np.data.Dataset), "
+            f"got {type(data).__name__} without one"
+        )
     no_test = data.x_test is None or (np.ndim(data.x_test) == 2 and np.shape(data.x_test)[0] == 0)
     x_test = None if no_test else model.check_x(data.x_test, name="data.x_test")
     theta = np.array(theta, copy=True)
@@ -271,9 +279,7 @@ def train(
     with threads.adaptive() as blas:  # BLAS gets the cores other processes leave free
         for epoch in range(start_epoch, epochs):
             epoch_start = time.perf_counter()
-            x_epoch = (
-                data.binarize(rng) if getattr(data, "probs_train", None) is not None else x_train
-            )
+            x_epoch = binarized(model, data, rng, x_train.shape) if dynamic else x_train
             order = rng.permutation(len(x_train))
             running = 0.0
             bar = tqdm(
@@ -348,6 +354,15 @@ class _ArrayData:
     probs_train: None = None
 
 
+def binarized(model, data, rng, shape):
+    """This epoch's binary draw of the training set, x ~ Bernoulli(probs_train), checked (a data
+    set the user wrote may return grey levels or another shape) and in the model's dtype."""
+    x = model.check_x(data.binarize(rng), name="data.binarize(rng)")
+    if np.shape(x) != shape:
+        raise ValueError(f"data.binarize(rng): expected shape {shape}, got {np.shape(x)}")
+    return x
+
+
 def _as_data(model, data):
     if hasattr(data, "x_train") and hasattr(data, "x_test"):
         return data
@@ -395,9 +410,12 @@ def _check_history(history, epochs, checkpoint):
     1 … epochs, with a finite train bound and a finite test bound or None."""
 
     def is_number(value):
-        return (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-        )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        try:
+            return math.isfinite(float(value))
+        except OverflowError:  # an int beyond the float range
+            return False
 
     if len(history) != epochs:
         raise ValueError(

@@ -1078,9 +1078,13 @@ GRAD_VALUES = st.one_of(
 )
 
 
-def mp_adam(params, grads, lrs, lr, beta1, beta2, eps):
+FLOAT64_TINY = float(np.finfo(np.float64).tiny)
+
+
+def mp_adam(params, grads, lrs, lr, beta1, beta2, eps, tiny=FLOAT64_TINY):
     """The last of Adam's steps in mpmath: the moments over every gradient so far, and the
-    change applied to ``params`` -> (params + change, scale |params| + |change|)."""
+    change applied to ``params`` -> (params + change, scale |params| + |change| + the change's
+    rounding from subnormal moments, with ``tiny`` the smallest normal float of the dtype)."""
     b1, b2, e = mpf(beta1), mpf(beta2), mpf(eps)
     size = mpf(lr if lrs[-1] is None else lrs[-1])
     ref, scale = mp_array(params.shape), mp_array(params.shape)
@@ -1095,7 +1099,11 @@ def mp_adam(params, grads, lrs, lr, beta1, beta2, eps):
         denominator = mpmath.sqrt(v_hat) + e
         change = size * m_hat / denominator if denominator else mpf(0)
         ref[index] = mpf(params[index]) + change
-        scale[index] = abs(mpf(params[index])) + abs(change)
+        # (1 − β₁)·g of a subnormal g rounds in absolute steps of the smallest subnormal, about
+        # ε·tiny: the change is then known only to about lr·ε·tiny / (√v̂ + ε), which this term
+        # of the scale (multiplied by ulps·ε in assert_close) allows
+        subnormal = 2 * size * mpf(float(tiny)) / denominator if denominator else mpf(0)
+        scale[index] = abs(mpf(params[index])) + abs(change) + subnormal
     return ref, scale
 
 
@@ -1149,13 +1157,27 @@ def test_adam_step_contract():
             if step_lr is not None and not (real_number(step_lr) and float(step_lr) > 0):
                 must.append("lr")
             either = not must and adam_grad_either(grad, beta2, eps)
+            if not must and not either:  # an update beyond the float range may be refused
+                exact, _ = mp_adam(
+                    params.f64,
+                    [g.f64 for g, _ in history] + [grad.f64],
+                    [r for _, r in history] + [step_lr],
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                )
+                largest = to_mp(np.finfo(out_dtype(params, grad)).max)
+                either = any(abs(value) > largest for value in exact.flat)
             expect = REFUSE if must else EITHER if either else ACCEPT
 
             def check(result, params=params, grad=grad, step_lr=step_lr):
                 grads = [g.f64 for g, _ in history] + [grad.f64]
                 lrs = [r for _, r in history] + [step_lr]
-                ref, scale = mp_adam(params.f64, grads, lrs, lr, beta1, beta2, eps)
                 dtype = out_dtype(params, grad, *(g for g, _ in history))
+                ref, scale = mp_adam(
+                    params.f64, grads, lrs, lr, beta1, beta2, eps, np.finfo(dtype).tiny
+                )
                 assert_close(
                     result,
                     ref,

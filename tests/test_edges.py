@@ -152,6 +152,20 @@ def tiny():
         (lambda m, t, x: idx.read_idx(123), "path"),
         (lambda m, t, x: toys.banana(10, noise_std=1e308), "noise_std"),
         (lambda m, t, x: toys.linear_gaussian(seed=-1), "seed"),
+        (lambda m, t, x: iw.reparameterize([1e308], [709.0], [10.0]), "mean, log_std, eps"),
+        (lambda m, t, x: iw.optim.Adam(1e308).step(np.full(2, 1e308), np.ones(2)), "lr"),
+        (lambda m, t, x: iw.optim.Adam(bogus=1), "bogus"),
+        (lambda m, t, x: iw.logsumexp(np.array([1, 2], dtype="m8[s]")), "a"),
+        (lambda m, t, x: estimators.normalized_weights([[np.inf], [0.0]]), "log_w"),
+        (lambda m, t, x: m.layout.get(np.zeros(3), "decoder.0.b"), "theta"),
+        (lambda m, t, x: checkpoint.save("m.npz", m, [("theta", t)], {}), "arrays"),
+        (lambda m, t, x: iw.TwoLayerVAE(3, None, 2), "h1_dim"),
+        (lambda m, t, x: iw.data.bars(n=2, test_fraction=0.9), "test_fraction"),
+        (lambda m, t, x: iw.data.mnist(5), "path"),
+        (
+            lambda m, t, x: iw.glorot_uniform(np.random.default_rng(0), 10**6, 10**6),
+            "fan_in, fan_out",
+        ),
     ],
 )
 def test_bad_input_is_refused_by_name(tiny, call, name):
@@ -181,3 +195,38 @@ def test_metadata_must_be_strict_json(tiny, tmp_path, metadata):
     model, theta, _ = tiny
     with pytest.raises(ValueError, match="^metadata: expected JSON-ready values"):
         checkpoint.save(tmp_path / "m.npz", model, {"theta": theta}, metadata)
+
+
+def test_normal_logpdf_with_a_zero_factor_is_minus_inf_not_nan():
+    # two terms of +1.7e308 overflow to +inf beside a −inf term (x ≠ μ with σ → 0)
+    assert iw.normal_logpdf([0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [-1.7e308] * 3) == -np.inf
+
+
+@pytest.mark.parametrize("model", [iw.VAE(4, 1, hidden=()), iw.TwoLayerVAE(4, 2, 1)])
+def test_the_hessian_of_a_stop_q_objective_is_the_derivative_of_its_gradient(model):
+    rng = np.random.default_rng(0)
+    theta = model.init(seed=0) + 0.3 * rng.standard_normal(model.layout.size)
+    x = np.array([[1.0, 0, 1, 0], [0, 1, 1, 0]])
+    eps = rng.standard_normal((3, 2, model.eps_dim))
+    gradient = autograd.grad(
+        lambda t: anp.mean(bounds.iwae_bound(model.log_weights(t, x, eps, stop_q=True)))
+    )
+    u, v = rng.standard_normal((2, model.layout.size))
+    hvp = autograd.grad(lambda t: anp.sum(gradient(t) * v))(theta) @ u
+    h = 1e-5
+    differences = v @ (gradient(theta + h * u) - gradient(theta - h * u)) / (2 * h)
+    assert hvp == pytest.approx(differences, rel=1e-6)
+
+
+def test_a_gzip_idx_file_that_claims_gigabytes_is_refused_before_reading(tmp_path):
+    import gzip
+
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:  # a header claiming 2^32−1 × 2^32−1 × 255 bytes
+        f.write(bytes([0, 0, 0x08, 3]) + b"\xff\xff\xff\xff" * 2 + b"\x00\x00\x00\xff")
+    with pytest.raises(ValueError, match="^path: expected a size"):
+        idx.read_idx(path)
+    corrupt = tmp_path / "corrupt-idx1-ubyte.gz"
+    corrupt.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1, 0, 0, 0, 4, 1, 2, 3, 4]))[:-12] + b"x")
+    with pytest.raises(ValueError, match="^path: expected a readable IDX file"):
+        idx.read_idx(corrupt)

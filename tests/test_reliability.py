@@ -26,7 +26,7 @@ def _write_idx(path, array, code):
     [
         (np.arange(10, dtype=np.uint8), 0x08, "28×28 images"),  # a 1-D label file is not images
         (np.full((2, 28, 28), 300, dtype=np.int16), 0x0B, "pixel values in \\[0, 255\\]"),
-        (np.full((2, 28, 28), np.nan, dtype=np.float32), 0x0D, "pixel values in \\[0, 255\\]"),
+        (np.full((2, 28, 28), np.nan, dtype=np.float32), 0x0D, "finite values"),
     ],
 )
 def test_mnist_refuses_files_that_are_not_28x28_images_of_bytes(tmp_path, images, code, message):
@@ -204,6 +204,7 @@ def _resave_with_hash(path, edit):
         (lambda a, m: m.update(history=[]), "expected a history of 1 epochs"),
         (lambda a, m: m.update(history=[{"epoch": 1}]), "expected history record 1"),
         (lambda a, m: m.update(history=["x"]), "expected history record 1"),
+        (lambda a, m: m["history"][0].update(train_bound=10**400), "expected history record 1"),
     ],
 )
 def test_a_forged_checkpoint_with_a_valid_hash_is_still_refused(small, tmp_path, edit, message):

@@ -50,5 +50,8 @@ def train_test_split(x, test_fraction=0.2, seed=0):
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = max(1, int(round(test_fraction * len(x))))
     if n_test >= len(x):
-        raise ValueError(f"x: expected at least 2 rows to split, got {len(x)}")
+        raise ValueError(
+            f"test_fraction: expected a fraction that leaves training rows, got {test_fraction} "
+            f"of {len(x)} rows"
+        )
     return x[order[n_test:]], x[order[:n_test]]

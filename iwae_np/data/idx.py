@@ -4,8 +4,11 @@ import gzip
 import math
 import os
 import struct
+import zlib
 
 import numpy as np
+
+from ..checks import check_fits
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -24,32 +27,35 @@ def read_idx(path):
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as error:
+            # the header first: the data are read only once their size is known to fit (a
+            # small gzip file can claim gigabytes)
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
+                raise ValueError(
+                    f"path: expected an IDX file (magic 0x00 0x00 type ndim), got "
+                    f"{magic.hex() or 'an empty file'} in {path!r}"
+                )
+            ndim, dtype = magic[3], np.dtype(_IDX_TYPES[magic[2]])
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(
+                    f"path: expected a {ndim}-dimensional IDX header, got a truncated file {path!r}"
+                )
+            shape = struct.unpack(f">{ndim}I", dims)
+            expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
+            check_fits("path", path, (expected,), np.uint8, copies=2)
+            data = f.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as error:  # unreadable, or a corrupt gzip stream
         raise ValueError(f"path: expected a readable IDX file, got {path!r} ({error})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(
-            f"path: expected an IDX file (magic 0x00 0x00 type ndim), got "
-            f"{data[:4].hex() or 'an empty file'} in {path!r}"
-        )
-    ndim, dtype = data[3], np.dtype(_IDX_TYPES[data[2]])
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(
-            f"path: expected a {ndim}-dimensional IDX header, got a truncated file {path!r}"
-        )
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
-    if len(data) - header != expected:
+    if len(data) != expected:
         raise ValueError(
             f"path: expected {expected} data bytes for shape {shape}, got "
-            f"{len(data) - header} in {path!r} (truncated or corrupt)"
+            f"{'more' if len(data) > expected else len(data)} in {path!r} (truncated or corrupt)"
         )
-    return (
-        np.frombuffer(data, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"path: expected finite values in {path!r}, got NaN or inf")
+    return array
 
 
 def find_idx(directory, stem):

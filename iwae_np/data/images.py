@@ -80,6 +80,8 @@ def mnist(path, binarize="dynamic", seed=0):
     """MNIST from the four standard IDX files in the folder ``path`` (train-images-idx3-ubyte,
     t10k-images-idx3-ubyte, optionally .gz). Grey levels / 255, binarized as in ``digits``."""
     check_choice("binarize", binarize, ("static", "dynamic"))
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path: expected a folder path, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ValueError(f"path: expected a folder holding the MNIST IDX files, got {path!r}")

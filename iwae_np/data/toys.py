@@ -10,7 +10,7 @@ inference and the gaps can be run against it.
 
 import numpy as np
 
-from ..checks import check_array, check_int, check_last_dim, check_real
+from ..checks import check_array, check_fits, check_int, check_last_dim, check_real
 from ..models import VAE
 
 
@@ -36,8 +36,10 @@ class LinearGaussian:
     def __init__(self, n, x_dim, z_dim, noise_std, seed):
         check_int("n", n, minimum=1)
         self.noise_std = check_noise("noise_std", noise_std)
+        sizes = (check_int("z_dim", z_dim, 1), check_int("x_dim", x_dim, 1))
+        check_fits("n, x_dim, z_dim", (n, x_dim, z_dim), (n + z_dim + 2, x_dim + z_dim), float, 4)
         rng = np.random.default_rng(check_int("seed", seed, minimum=0))
-        self.W = rng.normal(size=(check_int("z_dim", z_dim, 1), check_int("x_dim", x_dim, 1)))
+        self.W = rng.normal(size=sizes)
         self.b = rng.normal(size=x_dim)
         self.x = self.sample(rng, n)
         self.model = VAE(x_dim, z_dim, hidden=(), likelihood="gaussian")
