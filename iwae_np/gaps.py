@@ -4,10 +4,13 @@
                                =  approximation gap   +   amortization gap
 
 q* is the best member of q's family for each point, found by classic VI (``vi.fit_local``)
-started at the encoder's λ, so it can only improve on it.
+started at the encoder's λ, so it can only improve on it. Classic VI runs until every point has
+converged (``tol``) or ``steps`` have run; the LocalFit that ``amortization_gap`` returns says
+which points converged. A bound or gradient that stops being finite raises
+``vi.LocalFitDiverged`` (a ``train.TrainingDiverged``), which keeps the last good λ.
 """
 
-from .checks import check_array, checked, integer, positive
+from .checks import check_array, checked, integer, optional, positive
 from .evaluate import expected_bound
 from .models import THETA, X, one_layer
 from .vi import fit_local
@@ -18,18 +21,21 @@ RULES = dict(
     theta=THETA,
     x=X,
     steps=integer(minimum=0),
-    lr=positive(),
+    tol=optional(positive()),
+    lr=optional(positive()),
     seed=integer(minimum=0),
     replicates=integer(minimum=1),
 )
 
 
 @checked(**RULES)
-def amortization_gap(model, theta, x, *, steps=500, lr=0.05, seed=0, replicates=200):
+def amortization_gap(model, theta, x, *, steps=2000, tol=0.01, lr=None, seed=0, replicates=200):
     """Cremer et al.'s amortization gap, ELBO[q*] − ELBO[q_encoder], per point.
 
-    q* comes from classic VI started at the encoder's λ (so it can only improve on it).
-    Returns {"encoder_elbo", "local_elbo", "gap"}, each (n,), and the LocalFit.
+    q* comes from classic VI started at the encoder's λ (so it can only improve on it), run until
+    each point has converged to ``tol`` or ``steps`` have run (``vi.fit_local``'s settings).
+    x: (n, x_dim). Returns {"encoder_elbo", "local_elbo", "gap"}, each (n,), and the LocalFit
+    (its ``converged`` says which points reached q*).
     """
     encoder_elbo = expected_bound(model, theta, x, "elbo", 1, replicates=replicates, seed=seed)
     fit = fit_local(
@@ -37,6 +43,7 @@ def amortization_gap(model, theta, x, *, steps=500, lr=0.05, seed=0, replicates=
         theta,
         x,
         steps=steps,
+        tol=tol,
         lr=lr,
         seed=seed,
         init=model.encode(theta, x),
@@ -50,22 +57,25 @@ def amortization_gap(model, theta, x, *, steps=500, lr=0.05, seed=0, replicates=
 
 
 @checked(**RULES)
-def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, replicates=200):
+def inference_gaps(
+    model, theta, x, log_px, *, steps=2000, tol=0.01, lr=None, seed=0, replicates=200
+):
     """Split the encoder's shortfall log p(x) − ELBO[q_encoder] into Cremer et al.'s two gaps:
 
         approximation gap  = log p(x) − ELBO[q*]          (the family of q is too poor)
         amortization gap   = ELBO[q*] − ELBO[q_encoder]   (one shared x → λ is too poor)
 
-    q* is classic VI's best diagonal Gaussian, started at the encoder's λ. log_px: (n,) exact
-    log p(x) (closed form or quadrature). Returns a dict of per-point arrays.
+    q* is classic VI's best diagonal Gaussian, started at the encoder's λ and run to ``tol`` (as
+    in ``amortization_gap``). log_px: (n,) exact log p(x) (closed form or quadrature). Returns a
+    dict of per-point arrays, with "converged" (n,) bool: whether classic VI reached q* there.
     """
     log_px = check_array("log_px", log_px, ndim=1)
     if log_px.shape != (len(x),):
         raise ValueError(
             f"log_px: expected shape ({len(x)},), one value per row of x, got {log_px.shape}"
         )
-    gaps, _ = amortization_gap(
-        model, theta, x, steps=steps, lr=lr, seed=seed, replicates=replicates
+    gaps, fit = amortization_gap(
+        model, theta, x, steps=steps, tol=tol, lr=lr, seed=seed, replicates=replicates
     )
     return {
         "log_px": log_px,
@@ -73,4 +83,5 @@ def inference_gaps(model, theta, x, log_px, *, steps=1000, lr=0.05, seed=0, repl
         "encoder_elbo": gaps["encoder_elbo"],
         "approximation_gap": log_px - gaps["local_elbo"],
         "amortization_gap": gaps["gap"],
+        "converged": fit.converged,
     }

@@ -128,7 +128,16 @@ class NumpySide(_Side):
             }
         if workload == "W3":
             return lambda: float(np.mean(evaluate.log_marginal(model, theta, x, k=config["k"])))
-        classic = lambda: vi.fit_local(model, theta, x, steps=config["steps"], eval_replicates=1)
+        classic = lambda: vi.fit_local(  # the same algorithm as the PyTorch side: Adam, k = 1
+            model,
+            theta,
+            x,
+            steps=config["steps"],
+            method="adam",
+            k=1,
+            tol=None,
+            eval_replicates=1,
+        )
         return {"classic": classic, "amortized": lambda: model.encode(theta, x)}
 
     def measure(self, workload, config, fn, repeats):
