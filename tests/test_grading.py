@@ -231,3 +231,264 @@ def test_report_in_json_and_text(tmp_path):
     assert "A0: 4/8 points" in text and "off by exactly log k" in text
     assert checks.check_value("gap", 0.01, 0.0, 0.05, 2, "gap", "h").passed
     assert not checks.check_value("gap", 0.3, 0.0, 0.05, 2, "gap", "retrain").passed
+
+
+# ------------------------------------------------------------------ results of the wrong kind
+
+
+def test_wrong_shaped_none_and_list_results_get_a_clear_message():
+    result = a1.check_logsumexp(lambda a, axis: np.expand_dims(good_logsumexp(a, axis), axis))
+    assert not result.passed and "the reduced axis must go" in result.message
+    other = a1.check_logsumexp(lambda a, axis: np.zeros(7))
+    assert not other.passed and "expected shape (3,), got (7,)" in other.message
+
+    def no_return(log_w):
+        good_iwae(log_w)
+
+    result = a3.check_iwae_bound(no_return)
+    assert (
+        not result.passed and "returned None" in result.message and "got nan" not in result.message
+    )
+    ragged = a3.check_iwae_bound(lambda log_w: [good_iwae(log_w)[:1], good_iwae(log_w)])
+    assert not ragged.passed and "not an array of numbers" in ragged.message
+    nested = a3.check_normalized_weights(lambda log_w: good_weights(log_w).tolist())
+    assert nested.passed, nested.message  # a list that is the right array is accepted
+    opaque = a3.check_iwae_bound(lambda log_w: {"bound": good_iwae(log_w)})
+    assert not opaque.passed and "array of numbers" in opaque.message
+
+
+def test_float32_solutions_pass():
+    def normal32(x, mean, log_std):
+        x, mean, log_std = (np.asarray(v, np.float32) for v in (x, mean, log_std))
+        return good_normal(x, mean, log_std)
+
+    assert a1.check_normal_logpdf(normal32).passed
+    assert a3.check_iwae_bound(lambda log_w: good_iwae(log_w.astype(np.float32))).passed
+
+
+def test_hidden_tests_are_labelled_and_hinted():
+    log_w = np.random.default_rng(0).normal(size=(3, 2))
+    case = ("log_w (3, 2)", (log_w,), good_iwae(log_w))
+    passed = checks.hidden_test("iwae_bound", good_iwae, [case], points=1)
+    assert passed.passed and passed.name == "iwae_bound (hidden test)"
+    failed = checks.hidden_test("iwae_bound", iwae_missing_log_k, [case], hint="mind log k")
+    assert not failed.passed and "input: log_w (3, 2)" in failed.message
+    assert "hint: mind log k" in failed.message
+    axis = checks.hidden_test(
+        "logsumexp",
+        good_logsumexp,
+        [("axis 1", checks.Call(log_w, axis=1), good_iwae(log_w.T) + np.log(3))],
+    )
+    assert not axis.passed  # a Call passes keywords; this expected value is off by log 3 − log 2
+
+
+def test_gradient_hint_names_the_part_of_the_wrong_coordinate():
+    precision, m = np.array([[2.0, 0.6], [0.6, 1.0]]), np.array([0.4, -0.3])
+
+    def elbo(params):
+        mu, s = params[:2], params[2:]
+        d = mu - m
+        return -0.5 * (anp.sum(anp.diag(precision) * anp.exp(2 * s)) + d @ precision @ d) + anp.sum(
+            s
+        )
+
+    def wrong_mu(params):
+        mu, s = params[:2], params[2:]
+        return np.concatenate([-(mu - m), 1 - np.diag(precision) * np.exp(2 * s)])  # Λ forgotten
+
+    parts = [("μ", slice(0, 2), "the μ part: −Λ(μ − m)"), ("log σ", slice(2, 4), "exp(2s)")]
+    inputs = [("a point", np.array([1.0, -1.0, 0.5, -0.7]))]
+    result = checks.check_gradient("g", wrong_mu, elbo, inputs, parts=parts)
+    assert not result.passed and "(a μ coordinate)" in result.message
+    assert "the μ part" in result.message and "exp(2s)" not in result.message.split("hint:")[1]
+    none = checks.check_gradient("g", lambda p: None, elbo, inputs)
+    assert not none.passed and "returned None" in none.message
+
+
+def test_fit_is_checked_step_by_step_with_the_true_gradient():
+    precision, m = np.array([[2.0, 0.6], [0.6, 1.0]]), np.array([0.4, -0.3])
+
+    def objective(params):
+        mu, s = params[:2], params[2:]
+        d = mu - m
+        return -0.5 * (anp.sum(anp.diag(precision) * anp.exp(2 * s)) + d @ precision @ d) + anp.sum(
+            s
+        )
+
+    def elbo_gradient(params):  # a wrong gradient: the fit is graded without it
+        return np.zeros(4)
+
+    namespace = {"np": np, "elbo_gradient": elbo_gradient}
+    exec(
+        "def fit(steps=2000, lr=0.05):\n    params = np.zeros(4)\n    for _ in range(steps):\n"
+        "        params = params + lr * elbo_gradient(params)\n    return params\n"
+        "def descend(steps=2000, lr=0.05):\n    params = np.zeros(4)\n    for _ in range(steps):\n"
+        "        params = params - lr * elbo_gradient(params)\n    return params\n",
+        namespace,
+    )
+    assert a2.check_fit_diagonal(namespace["fit"], objective).passed
+    assert namespace["elbo_gradient"] is elbo_gradient  # restored after the check
+    descent = a2.check_fit_diagonal(namespace["descend"], objective)
+    assert not descent.passed and "you descended" in descent.message
+    optimum = np.concatenate([m, -0.5 * np.log(np.diag(precision))])
+    closed = a2.check_fit_diagonal(lambda steps=2000, lr=0.05: optimum, objective)
+    assert not closed.passed and "whatever the number of steps" in closed.message
+
+
+def test_gaps_against_exact_answers():
+    import iwae_np as iw
+
+    lg = iw.data.linear_gaussian(n=30, x_dim=4, z_dim=2, noise_std=0.7, seed=11)
+    best = a4.best_encoder(lg)
+    assert a4.exact_gaps(lg, best, lg.x)[0] == pytest.approx(0, abs=1e-9)
+    assert a4.check_trained_encoder(lg, best, lg.x).passed
+    untrained = a4.check_trained_encoder(lg, lg.theta, lg.x)
+    assert not untrained.passed and "train longer" in untrained.message
+    moved_decoder = best.copy()
+    moved_decoder[-1] += 1
+    assert "decoder part of θ changed" in a4.check_trained_encoder(lg, moved_decoder, lg.x).message
+    encoder = a4.probe(lg, seed=5)
+
+    def exact(lg_, theta, x):
+        return a4.exact_gaps(lg_, theta, x)
+
+    for which in ("amortization", "approximation"):
+        assert a4.check_gaps(exact, lg, lg.x, [encoder], which).passed
+    swapped = a4.check_gaps(lambda *a: exact(*a)[::-1], lg, lg.x, [encoder], "amortization")
+    assert not swapped.passed and "the other gap" in swapped.message
+    scalar = a4.check_gaps(lambda *a: 0.5, lg, lg.x, [encoder], "approximation")
+    assert not scalar.passed and "return two numbers" in scalar.message
+
+
+def test_require_passed_fails_only_for_new_failures_and_returns_nothing(capsys):
+    report = checks.Report("A0")
+    report.add(a3.check_iwae_bound(good_iwae))
+    assert report.require_passed() is None
+    report.add(a3.check_iwae_bound(iwae_missing_log_k))
+    with pytest.raises(AssertionError, match="failed: iwae_bound"):
+        report.require_passed()
+    assert report.require_passed() is None  # that failure was reported already
+    assert "PASSED" in capsys.readouterr().out
+    assert "Self-check" in report.summary() and "points" not in report.summary()
+
+
+def test_passing_checks_write_nothing_to_stderr(capsys):
+    import sys
+    import warnings
+
+    def noisy(log_w):
+        print("debugging", file=sys.stderr)
+        warnings.warn("the student's own warning", stacklevel=1)
+        np.log(np.zeros(1))  # a NumPy RuntimeWarning
+        return good_iwae(log_w)
+
+    assert a3.check_iwae_bound(noisy).passed
+    captured = capsys.readouterr()
+    assert captured.err == "" and "debugging" in captured.out
+
+
+def test_a_diagnosis_that_breaks_never_replaces_the_verdict():
+    def broken(expected, actual, args):
+        raise IndexError("a bug in the hint")
+
+    cases = [("x", (np.ones(2),), np.ones(2), broken)]
+    result = checks.run_cases("f", 1, cases, lambda x: x[:1])
+    assert not result.passed and "expected shape (2,), got shape (1,)" in result.message
+
+
+# ------------------------------------------------------------------ forbidden names
+
+
+SETUP = (
+    "import autograd\nimport numpy as np\nimport iwae_np as iw\n"
+    "from iwae_np.classroom import a1, checks\n"
+)
+
+
+@pytest.mark.parametrize(
+    "code,forbidden,found",
+    [
+        (
+            "def f(x, m, s):\n    return iw.normal_logpdf(x, m, s)\n",
+            ("iwae_np",),
+            "iw.normal_logpdf",
+        ),
+        (
+            "from iwae_np.distributions import normal_logpdf as n\n"
+            "def f(x):\n    return n(x, 0, 0)\n",
+            ("iwae_np.distributions",),
+            "`n`",
+        ),
+        (
+            "import scipy.special as sp\ndef f(a):\n    return sp.logsumexp(a, 0)\n",
+            ("scipy.special",),
+            "sp.logsumexp",
+        ),
+        (
+            "def f(model, theta, x, eps):\n    return model.log_weights(theta, x, eps)\n",
+            ("iwae_np.models.VAE.log_weights",),
+            "model.log_weights",
+        ),
+        (
+            "def f(model, theta, x, eps):\n"
+            "    return getattr(model, 'log_weights')(theta, x, eps)\n",
+            ("iwae_np.models.VAE.log_weights",),
+            "getattr",
+        ),
+        ("from autograd import grad as g\nh = g(lambda p: p)\n", ("autograd.grad",), "`g`"),
+        (
+            "def f(a):\n    return eval('iw.logsumexp(a, 0)')\n",
+            ("iwae_np.numerics",),
+            "iw.logsumexp",
+        ),
+        (
+            "def f(a):\n    return checks.run_cases\n",
+            ("iwae_np.classroom.checks",),
+            "checks.run_cases",
+        ),
+    ],
+)
+def test_forbidden_names_are_found_in_the_code(code, forbidden, found):
+    from iwae_np.classroom.notebooks import forbidden_uses
+
+    uses = forbidden_uses(code, forbidden, SETUP)
+    assert uses and found in uses[0], uses
+
+
+def test_allowed_names_are_not_reported():
+    from iwae_np.classroom.notebooks import forbidden_uses
+
+    allowed = (
+        "import scipy.special\ndef f(log_w, model, theta, x):\n"
+        "    m, s = model.encode(theta, x)\n"
+        "    return scipy.special.softmax(log_w, axis=0) + iw.logsumexp(log_w) + anp.exp(m)\n"
+    )
+    forbidden = ("iwae_np.estimators", "iwae_np.models.VAE.log_weights", "autograd.grad")
+    assert forbidden_uses(allowed, forbidden, SETUP) == []
+
+
+# ------------------------------------------------------------------ the wire
+
+
+def test_the_grader_accepts_only_plain_data_from_a_worker():
+    from iwae_np.classroom import wire
+
+    value = {"a": np.arange(3.0), "b": (1, 2.5, None, "s"), "c": [np.float32(1.5)], "d": object()}
+    back = wire.decode(wire.encode(value))
+    assert np.array_equal(back["a"], np.arange(3.0)) and back["b"] == (1, 2.5, None, "s")
+    assert back["c"][0] == np.float32(1.5) and isinstance(back["d"], wire.Opaque)
+    import base64
+    import io
+    import pickle
+
+    with pytest.raises(wire.WireError):
+        wire.decode(pickle.dumps(value))  # a pickle is not accepted
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([object()], dtype=object), allow_pickle=True)
+    forged = json.dumps({"$nd": base64.b64encode(buffer.getvalue()).decode()}).encode()
+    with pytest.raises((wire.WireError, ValueError)):
+        wire.decode(forged)  # an object array would need pickle: refused
+    with pytest.raises(wire.WireError):
+        wire.decode(b'{"__class__": "CheckResult", "passed": true}')
+    with pytest.raises(wire.WireError):
+        wire.decode(b"[" * 100000 + b"]" * 100000)

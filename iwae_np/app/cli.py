@@ -7,11 +7,12 @@
     compare   classic vs amortized inference with a checkpoint's decoder
     gaps      approximation and amortization gaps on toys whose log p(x) is exact
     bench     speed of the training step, evaluation and inference, side by side with PyTorch
-    assignments release | grade   student copies of the assignments; autograding with reports
+    assignments release | grade | autograde   student copies; grading in isolated workers (one
+              notebook, or a class's folder of submissions into grades.csv)
 
 Every failure prints one line to stderr, never a traceback, and exits with a code that says
-what kind: 1 a training run diverged, 2 bad input, 3 not enough memory, 4 a file-system error
-(a folder where a file was due, no permission, a read-only or full disk), 130 interrupted.
+what kind: 1 a training run or classic VI diverged, 2 bad input, 3 not enough memory, 4 a
+file-system error (no permission, a read-only or full disk), 130 interrupted.
 """
 
 import argparse
@@ -141,7 +142,7 @@ def run_demo(args):
     )
     vae_model, vae = trained[ex.family_label(1)]
     comparison = ex.classic_vs_amortized(
-        vae_model, vae.theta, x_eval, steps=500 if args.quick else 1000, seed=args.seed
+        vae_model, vae.theta, x_eval, steps=500 if args.quick else 2000, seed=args.seed
     )
     ks = [1, 2, 5, 10, 50, 200, 1000]
     curves = ex.bound_curves(trained, x_eval, ks, seed=args.seed)
@@ -273,7 +274,7 @@ def run_compare(args):
     model, theta, _ = load_model(args.checkpoint)
     data = _load_data(args)
     result = ex.classic_vs_amortized(
-        model, theta, data.x_test[: args.points], steps=args.steps, seed=args.seed
+        model, theta, data.x_test[: args.points], steps=args.steps, tol=args.tol, seed=args.seed
     )
     print(tables.comparison_lines(result))
     return 0
@@ -324,6 +325,10 @@ def run_bench(args):
 def run_assignments(args):
     from .. import classroom
 
+    if args.action == "autograde":
+        from ..classroom.autograde import run as run_autograde
+
+        return run_autograde(args)
     if args.action == "release":
         written = classroom.release(args.source, args.out)
         print(f"wrote {len(written)} student notebooks under {args.out}:")
@@ -332,7 +337,8 @@ def run_assignments(args):
         return 0
     report = classroom.grade(args.notebook, source=args.source)
     print(report)
-    stem = args.report or os.path.splitext(args.notebook)[0] + "_grade"
+    # never next to the student's notebook, which the student controls
+    stem = args.report or os.path.splitext(os.path.basename(args.notebook))[0] + "_grade"
     json_path, text_path = report.save(stem)
     print(f"grade report written to {json_path} and {text_path}")
     return 0
@@ -427,13 +433,20 @@ def build_parser():
     grade.add_argument(
         "--source",
         type=_existing_file,
-        help="the original assignment .ipynb: its graded cells (with hidden tests) "
-        "replace the submission's",
+        required=True,
+        help="the original assignment .ipynb: its tests (hidden ones too), points and setup "
+        "cells are the ones that run",
     )
     grade.add_argument(
         "--report",
-        help="file stem for the JSON and text report (default: next to the notebook, NAME_grade)",
+        help="file stem for the JSON and text report (default: NAME_grade in this folder)",
     )
+    autograde = actions.add_parser(
+        "autograde", help="grade a folder of submissions in isolated workers: grades.csv, feedback"
+    )
+    from ..classroom.autograde import add_arguments as add_autograde_arguments
+
+    add_autograde_arguments(autograde)
     assignments.set_defaults(run=run_assignments)
 
     gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
@@ -467,7 +480,15 @@ def build_parser():
     evaluate = checkpoint_command("evaluate", "test log p(x) and active units", run_evaluate, 500)
     evaluate.add_argument("--k", type=_int_at_least(1), default=5000)
     compare = checkpoint_command("compare", "classic vs amortized inference", run_compare, 200)
-    compare.add_argument("--steps", type=_int_at_least(1), default=500)
+    compare.add_argument(
+        "--steps", type=_int_at_least(1), default=2000, help="most classic-VI steps per point"
+    )
+    compare.add_argument(
+        "--tol",
+        type=_positive_float,
+        default=0.01,
+        help="a point has converged when its λ is known to ±tol (default 0.01)",
+    )
     return parser
 
 

@@ -1,90 +1,86 @@
-"""Grading a submitted assignment notebook without nbgrader.
+"""Grading one submitted notebook against its source, in an isolated worker (``judge``).
 
-Grading first restores the original graded cells from the source notebook (hidden tests
-included), then executes the submission top to bottom, keeps going past errors, and scores every
-graded cell (nbgrader metadata ``grade: true`` with ``points``): full points if it ran without
-error, none otherwise, with the error's message (a check's diagnosis) in the report.
+``grade`` is the single-notebook form of ``autograde``: the tests, hidden ones included, their
+points and the setup cells all come from the source notebook, which is therefore required; the
+submission contributes only the code of its answer cells. The result is a ``checks.Report`` with
+one CheckResult per test cell, which can be saved as JSON and text (``Report.save``).
 """
 
-import copy
 import os
 
+from . import judge, notebooks, sandbox
 from .checks import CheckResult, Report
-from .release import load_nbformat, nbgrader_flag
 
 
-def restore_graded_cells(submission, source):
-    """Overwrite every graded cell of ``submission`` with the source's cell of the same grade_id,
-    as nbgrader does: the hidden tests come back, and edits to the tests do not count.
-    -> list of grade_ids missing from the submission."""
-    originals = {
-        c.metadata["nbgrader"]["grade_id"]: c for c in source.cells if nbgrader_flag(c, "grade")
-    }
-    seen = set()
-    for cell in submission.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in originals:
-            cell.source = originals[grade_id].source
-            cell.metadata["nbgrader"] = copy.deepcopy(originals[grade_id].metadata["nbgrader"])
-            seen.add(grade_id)
-    return [grade_id for grade_id in originals if grade_id not in seen]
+def check_isolation(allow_unisolated, *paths):
+    """The Landlock ABI to confine workers with. ValueError if there is none and unisolated
+    grading was not allowed, or if a path the workers must not read lies where they can."""
+    abi = sandbox.landlock_abi()
+    if abi == 0 and not allow_unisolated:
+        raise ValueError(
+            "isolation: expected a Linux kernel with Landlock (5.13 or later) so that submissions "
+            "cannot read the solutions, got none; pass allow_unisolated=True "
+            "(--allow-unisolated) to grade anyway"
+        )
+    readable = sandbox.readable_paths()
+    for name, path in paths:
+        if path is not None and sandbox.reachable(path, readable):
+            raise ValueError(
+                f"{name}: expected a folder outside the Python installation and the iwae_np "
+                f"package (workers can read those), got {path!r}"
+            )
+    return abi
 
 
-def grade(path, source=None, timeout=600):
-    """Execute a submitted notebook and score its graded cells. -> checks.Report.
+def grade(
+    path,
+    source=None,
+    timeout=120.0,
+    notebook_timeout=900.0,
+    memory_mb=4096,
+    allow_unisolated=False,
+):
+    """Grade the submitted notebook ``path`` against the source notebook ``source``
+    -> checks.Report, one CheckResult per test cell (its status in ``status``).
 
-    source: the original assignment notebook (with hidden tests). Its graded cells replace the
-    submission's before running; a graded cell deleted from the submission scores 0."""
-    nbformat = load_nbformat()
-    from nbclient import NotebookClient
-
-    if not os.path.isfile(path):
-        raise ValueError(f"notebook: expected an existing .ipynb file, got {path!r}")
-    notebook = nbformat.read(path, as_version=4)
-    missing = []
-    if source is not None:
-        if not os.path.isfile(source):
-            raise ValueError(f"source: expected the original assignment .ipynb, got {source!r}")
-        original = nbformat.read(source, as_version=4)
-        missing = restore_graded_cells(notebook, original)
-        points_of = {
-            c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
-            for c in original.cells
-            if nbgrader_flag(c, "grade")
-        }
-    folder = os.path.dirname(os.path.abspath(path))  # the notebook runs where it lives
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": folder}},
-    )
-    client.execute()
-    report = Report(os.path.splitext(os.path.basename(path))[0])
-    for grade_id in missing:
-        report.add(
+    timeout: seconds for one cell (an answer cell, or the calls of one test cell);
+    notebook_timeout: seconds for the whole notebook; memory_mb: the worker's memory."""
+    if source is None:
+        raise ValueError(
+            "source: expected the original assignment .ipynb (the tests, hidden ones included, "
+            "come from it), got None"
+        )
+    for name, value in (("notebook", path), ("source", source)):
+        if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+            raise ValueError(f"{name}: expected an existing .ipynb file, got {value!r}")
+    for name, value in (("timeout", timeout), ("notebook_timeout", notebook_timeout)):
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
+    abi = check_isolation(allow_unisolated, ("source", os.path.dirname(os.path.abspath(source))))
+    plan = notebooks.load_source(os.fspath(source))
+    limits = judge.Limits(timeout, notebook_timeout, int(memory_mb), 64, abi)
+    report = Report(os.path.splitext(os.path.basename(os.fspath(path)))[0])
+    try:
+        submission = notebooks.read_submission(plan, os.fspath(path))
+    except ValueError as error:
+        for test in plan.tests:
+            report.results.append(
+                CheckResult(test.grade_id, False, 0.0, test.points, f"  {error}", 0, 1, "error")
+            )
+        return report
+    with sandbox.Reaper() as reaper:
+        result = judge.grade_notebook(plan, submission, limits, reaper)
+    for test in result.tests:
+        report.results.append(
             CheckResult(
-                grade_id,
-                False,
-                0.0,
-                points_of[grade_id],
-                "  this graded cell is missing from the submission",
-                0,
+                test.test,
+                test.status == "passed",
+                test.points,
+                test.max_points,
+                test.message,
+                int(test.points > 0),
                 1,
+                test.status,
             )
         )
-    for cell in notebook.cells:
-        if cell.cell_type != "code" or not nbgrader_flag(cell, "grade"):
-            continue
-        meta = cell.metadata["nbgrader"]
-        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-        points = float(meta.get("points", 0))
-        if errors:
-            message = f"  {errors[0]['ename']}: {errors[0]['evalue']}"
-            report.add(CheckResult(meta["grade_id"], False, 0.0, points, message, 0, 1))
-        else:
-            report.add(
-                CheckResult(meta["grade_id"], True, points, points, "  ran without error", 1, 1)
-            )
     return report

@@ -9,6 +9,10 @@ do not run nbgrader, and it gives the same student copies (a test compares the t
   solution cell without such a region is replaced whole (``YOUR ANSWER HERE`` for markdown);
 - lines from ``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS`` are removed;
 - outputs and execution counts are cleared.
+
+Only the assignment folders are released: files at the top of the source folder (the
+instructor's guide, README.md) stay behind, and a written notebook that still holds a solution
+or hidden-test marker stops the release.
 """
 
 import copy
@@ -88,8 +92,9 @@ def student_version(notebook):
 
 
 def release(source, out):
-    """Write a student copy of every notebook under the folder ``source`` to the same place
-    under ``out``; other files (data, images) are copied as they are. -> list of written paths."""
+    """Write a student copy of every notebook in the assignment folders under ``source`` to the
+    same place under ``out``; other files of those folders (data, images) are copied as they are,
+    and files at the top of ``source`` (the instructor's guide) are not. -> the written paths."""
     nbformat = load_nbformat()
     if not os.path.isdir(source):
         raise ValueError(f"source: expected a folder of assignment notebooks, got {source!r}")
@@ -102,14 +107,23 @@ def release(source, out):
         )
     written = []
     for folder, dirs, files in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        if os.path.samefile(folder, source):
+            continue  # the guide and other instructor files at the top stay behind
         target_folder = os.path.join(out, os.path.relpath(folder, source))
         os.makedirs(target_folder, exist_ok=True)
         for name in sorted(files):
             path, target = os.path.join(folder, name), os.path.join(target_folder, name)
             if name.endswith(".ipynb"):
-                nbformat.write(student_version(nbformat.read(path, as_version=4)), target)
+                copy = student_version(nbformat.read(path, as_version=4))
+                text = "\n".join(cell.source for cell in copy.cells)
+                if BEGIN_HIDDEN in text or BEGIN_SOLUTION in text or END_HIDDEN in text:
+                    raise ValueError(
+                        f"source: expected every solution and hidden test delimited, got a "
+                        f"stray marker in {path}"
+                    )
+                nbformat.write(copy, target)
                 written.append(target)
-            elif not name.endswith(".pyc"):
+            elif not name.endswith(".pyc") and not name.startswith("."):
                 shutil.copy2(path, target)
     return written
