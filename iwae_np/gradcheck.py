@@ -1,24 +1,61 @@
 """Verify derivatives against finite differences: gradients, Jacobians, VJPs, second derivatives.
 
-    ∂f/∂x_i ≈ (f(x + h e_i) − f(x − h e_i)) / 2h           (error O(h²) + O(ε|f| / h))
-
-The step balances the two errors: h = ε^(1/3) · max(1, |x_i|) ≈ 6e-6 · max(1, |x_i|) in float64
-(ε = 2.2e-16), which leaves about ε^(2/3) ≈ 4e-11 relative error for a smooth f. Inputs are
-always checked in float64, whatever their dtype, because float32 differences are too coarse
-(docs/design.md §4, §11).
-
 Everything here is one comparison. f maps its arguments, flattened into one vector x of n
 entries, to outputs flattened into m entries, with Jacobian J (m × n). A check compares
 
-    uᵀ J v   (yours or autograd's)   with   uᵀ (f(x + h v) − f(x − h v)) / 2h
+    A = uᵀ J v   (yours or autograd's)   with   N = uᵀ (f(x + h v) − f(x − h v)) / 2h
 
 for unit vectors u = e_i, v = e_j (the entry J_ij, named in the words of the math, e.g.
 "∂z[0, 1]/∂`log_std`[0, 1]") or random unit vectors (which see every entry at once). A scalar f
 has m = 1, so J is the gradient. Second derivatives are the same comparison applied to the
-gradient x ↦ ∇f(x), whose Jacobian is the Hessian.
+gradient x ↦ ∇f(x), whose Jacobian is the Hessian. Inputs are always checked in float64,
+whatever their dtype, because float32 differences are too coarse (docs/design.md §4, §11).
+
+The step. With φ(t) = uᵀf(x + t v), the central difference D(h) errs by truncation
+≈ |φ'''| h²/6 and by round-off ≈ η/h, η the rounding in computed values of φ. Neither is known
+in advance (|x| says nothing about how fast f varies: sin at x = 1e4, log at x = 1e-4), so every
+direction v is differenced at two steps, h and h/2, starting from h = ε^(1/3) ≈ 6e-6 (at least
+1e3·ε·max|x_j|, so that the step survives the rounding of x):
+
+    truncation ≈ 2 |D(h) − D(h/2)|              (D(h) − D(h/2) ≈ ¾ φ''' h²/6)
+    noise      ≈ η / h,   η = max(Σ_i |u_i| r(f_i),  |Δ⁴φ| / √70)
+    r(f)       = 2ε · max(|f| · max(1, |ln|f||),  min(|f|, 1) · max_j |x_j|)
+
+r(f) is the rounding to expect in a computed value f (at the largest |f| among the values used):
+a value computed as e^y carries its exponent's rounding ε|y| as relative rounding, and y is
+ln|f| or a combination of entries of x (softmax weights of log-weights at −1e4 carry 1e4·ε).
+The fourth difference Δ⁴φ = φ(−h) − 4φ(−h/2) + 6φ(0) − 4φ(h/2) + φ(h) measures the rounding of
+the values themselves (each enters it with weight √70). A gap |D(h) − D(h/2)| that stands clear
+of the noise also bounds the truncation at every other step tried (∝ h²), so a gap that vanished
+by chance does not pass for accuracy.
+
+The step moves when noise + truncation is above min(rtol, 1e-3)/10 of the derivative (of its
+largest term u_i J_ij v_j, for a random check; never below atol/10 or 1e-12 of the largest entry
+in its row, so that exact zeros do not drive it): down to h·(r / (2·truncation))^(1/3) (between
+h/1000 and h/2) when the gap is visible above the rounding r, else up (×2 to ×1000) until the
+noise is small enough; at most 4 steps per direction, and each check keeps the step with the
+smallest noise + truncation. Where f is not finite or raises (the edge of its domain) the step
+is cut by 10. Where D(h/2) ≈ 2 D(h) at the smallest steps, f (or the gradient differenced) jumps
+along v: no truncation allowance there, and a note says so. Richardson uses R(h) = (4 D(h/2) −
+D(h))/3, truncation 2|R(h) − R(h/2)| ∝ h⁴, noise 3η/h; the complex step uses C(h) = Im f(x +
+ihv)/h, truncation 2|C(h) − C(h/2)|, noise 2ε|C(h)|, cross-checked against central differences
+(where they disagree f is not complex-analytic, and central differences are used).
+
+The rule. A check passes when
+
+    |A − N| ≤ atol + rtol · max(|A|, |N|) + noise + truncation,
+
+and its relative error |A − N| / (max(|A|, |N|) + (atol + noise + truncation) / rtol) is ≤ rtol
+exactly then. A correct derivative typically shows 1e-11 to 1e-7, a 1% mistake 1e-2. A check
+whose noise + truncation stays above 0.2% of its derivative cannot see a 1% error: the report's
+notes list those (an entry 1e-15 of its neighbours, a value rounded to a constant).
 
 Small problems (n and m ≤ ``max_full``) are checked entry by entry. Larger ones get random
-directions plus a random sample of single entries (which name the culprit).
+directions plus a random sample of single entries. A 1% error in one of n entries moves a random
+uᵀJv by only about 1%/√n, below rtol, so a random check is also screened against the
+finite-difference error alone: when |A − N| > atol + noise + truncation + 1e-10 Σ|u_i J_ij v_j|,
+v's entries (then u's) are halved, the half that still disagrees is kept, down to one entry,
+which is checked by the rule above and named.
 
 ``check_vjp(primitive, *args)`` checks the VJPs of an autograd primitive (``defvjp``), and with
 ``order=2`` the VJP of those VJPs, as PyTorch's gradcheck and gradgradcheck do for a function.
@@ -33,18 +70,21 @@ import math
 import numbers
 import re
 import warnings
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 import autograd
 import autograd.numpy as anp
 import numpy as np
 from autograd.core import primitive_vjps
+from autograd.tracer import getval
 
 from .checks import (
     check_array,
     checked,
     flag,
     integer,
+    number,
     one_of,
     optional,
     outside,
@@ -52,29 +92,62 @@ from .checks import (
 )
 
 EPS = float(np.finfo(np.float64).eps)
+TINY = float(np.finfo(np.float64).smallest_subnormal)
 DEFAULT_STEP = float(EPS ** (1 / 3))  # ≈ 6.06e-6: central differences, error O(h²) + O(ε/h)
 RICHARDSON_STEP = float(EPS ** (1 / 5))  # ≈ 7.4e-4: Richardson, error O(h⁴) + O(ε/h)
 COMPLEX_STEP = 1e-20  # the complex step has no cancellation: any tiny h will do
 METHODS = ("central", "richardson", "complex")
 SWEEP_STEPS = np.logspace(-14, -1, 53)  # relative steps of the sweep, 4 per decade
 
+ROUNDING = 2.0  # rounding of one computed value of f, in units of ε·|f|
+RESOLVE = 0.1  # the step moves until noise + truncation ≤ RESOLVE · min(rtol, 1e-3) · |derivative|
+MAX_STEPS = 4  # steps tried per direction
+SCREEN = 1e-10  # a random check is bisected when it disagrees beyond noise + SCREEN Σ|u J v|
+MAX_LOCATED = 3  # culprits located by bisection per report
+UNRESOLVED = 2e-3  # noise + truncation above this fraction of a derivative: a 1% error may hide
+
 
 # ---------------------------------------------------------------- the report
+
+
+class Check(namedtuple("Check", "label analytic numeric rel_error")):
+    """One check: (label, analytic, numeric, rel_error), a tuple as before, with the allowance
+    it was judged by as attributes: noise, truncation (estimated), atol, step (h), and
+    ``allowance`` = atol + noise + truncation. rel_error = |A − N| / (max(|A|, |N|) + allowance /
+    rtol): the check passes when it is ≤ rtol."""
+
+    def __new__(cls, label, analytic, numeric, rel_error, noise=0.0, truncation=0.0, **extra):
+        self = super().__new__(cls, label, float(analytic), float(numeric), float(rel_error))
+        self.noise, self.truncation = float(noise), float(truncation)
+        self.atol = float(extra.get("atol", 0.0))
+        self.step = float(extra.get("step", math.nan))
+        self.random = bool(extra.get("random", False))
+        return self
+
+    @property
+    def allowance(self):
+        return self.atol + self.noise + self.truncation
 
 
 @dataclass
 class GradcheckReport:
     """The outcome of ``gradcheck`` or ``check_vjp``.
 
-    passed: every check within ``rtol``; max_rel_error: the largest relative error seen;
-    worst: where it was (e.g. "coordinate (i, j)", "`log_std`[2, 0]", "∂z[1]/∂`mean`[1]",
-    "∂²f/∂`mu`[0]∂`s`[0]", or with random unit vectors u_l, v_k in place of an entry), with
-    ``analytic`` (yours or autograd's) and ``numeric`` (finite differences) its two values;
-    checks: (label, analytic, numeric, rel_error) for every check; failures: those beyond
-    ``rtol``; noise_floor: differences below it count as agreement (the largest over the output
-    rows); kind: "gradient", "Jacobian", "Hessian" or "second derivatives"; of: what was
-    differentiated ("" for one array and a scalar f, the original report); notes: warnings, such
-    as a gradient autograd cannot see through; sweep: a StepSweep when asked for.
+    passed: every check within the rule |A − N| ≤ atol + rtol·max(|A|, |N|) + noise +
+    truncation; max_rel_error: the largest relative error seen (≤ rtol iff passed); worst: where
+    (e.g. "coordinate (i, j)", "`log_std`[2, 0]", "∂z[1]/∂`mean`[1]", "∂²f/∂`mu`[0]∂`s`[0]", or
+    with random unit vectors u_l, v_k in place of an entry), preferring a named entry among the
+    failures, with ``analytic`` (yours or autograd's) and ``numeric`` (finite differences) its
+    two values; checks: a ``Check`` (label, analytic, numeric, rel_error; .noise, .truncation,
+    .step) for every check; failures: those beyond ``rtol``; noise_floor: the largest allowance
+    atol + noise + truncation over the checks (each check has its own); step: the step the
+    search started from (or the fixed ``step=``); kind: "gradient", "Jacobian", "Hessian" or
+    "second derivatives"; of: what was differentiated ("" for one array and a scalar f, the
+    original report); notes: warnings, such as a gradient autograd cannot see through, checks
+    the finite differences cannot resolve, culprits located by bisection, arguments check_vjp
+    skipped; sweep: a StepSweep when asked for; atol: the absolute tolerance used (0 unless
+    given); fixed_step: the step was given, not searched; evaluations: how many times f (or the
+    gradient differenced) was evaluated for the finite differences.
     """
 
     passed: bool
@@ -92,6 +165,9 @@ class GradcheckReport:
     method: str = "central"
     notes: list = field(default_factory=list, repr=False)
     sweep: object = field(default=None, repr=False)
+    atol: float = 0.0
+    fixed_step: bool = False
+    evaluations: int = 0
 
     @property
     def failures(self):
@@ -113,24 +189,42 @@ class GradcheckReport:
             f"finite differences {self.numeric:.10g}",
         ]
         how = {
-            "central": "",
-            "richardson": "Richardson-extrapolated central differences, ",
-            "complex": "complex step Im f(x + ih·v)/h, ",
+            "central": "central differences",
+            "richardson": "Richardson-extrapolated central differences",
+            "complex": "complex step Im f(x + ih·v)/h",
         }[self.method]
+        steps = [c.step for c in self.checks if math.isfinite(getattr(c, "step", math.nan))]
+        if self.fixed_step or not steps:
+            chosen = f"step h = {self.step:.3g}"
+        elif min(steps) == max(steps):
+            chosen = f"step h = {steps[0]:.3g} (checked against h/2)"
+        else:
+            chosen = (
+                f"step h chosen per direction from {min(steps):.2g} to {max(steps):.2g} "
+                f"(started at {self.step:.2g}, checked against h/2)"
+            )
+        lines.append(f"  {how}, {chosen}")
+        allowances = [c.noise + c.truncation for c in self.checks if hasattr(c, "noise")]
+        mine = {"your": "yours"}.get(short, short)
         lines.append(
-            f"  {how}step h = {self.step:.3g} x max(1, |x|); differences below "
-            f"{self.noise_floor:.2g} are finite-difference noise"
+            f"  rule: |{mine} − fd| ≤ atol + rtol·max(|{mine}|, |fd|) + noise + truncation, "
+            f"atol = {self.atol:.2g}, rtol = {self.rtol:.2g}; "
+            f"noise + truncation up to {max(allowances, default=0.0):.2g}"
         )
         if not legacy and any(re.search(r"\b[uv]_\d", c[0]) for c in self.checks):
             lines.append("  u_l, v_k: random unit vectors (over the outputs and the inputs)")
+        elif legacy and any(c[0].startswith("direction") for c in self.checks):
+            lines.append("  direction k: a random unit vector over the coordinates")
         lines += [f"  note: {note}" for note in self.notes]
-        bad = self.failures
+        bad = sorted(self.failures, key=lambda c: getattr(c, "random", False))  # entries first
         if bad:
             lines.append(f"  {len(bad)} of {len(self.checks)} checks disagree, e.g.:")
-            for label, analytic, numeric, rel in bad[:5]:
+            for check in bad[:5]:
+                label, analytic, numeric, rel = check
                 lines.append(
-                    f"    {label}: {short} {analytic:.8g} vs "
-                    f"finite differences {numeric:.8g} (relative error {rel:.2g})"
+                    f"    {label}: {short} {analytic:.8g} vs finite differences {numeric:.8g} "
+                    f"(relative error {rel:.2g}; noise + truncation "
+                    f"{getattr(check, 'noise', 0.0) + getattr(check, 'truncation', 0.0):.2g})"
                 )
         if self.sweep is not None:
             lines += ["  " + line for line in repr(self.sweep).splitlines()]
@@ -145,6 +239,30 @@ def _entry_text(name, shape, index, quoted=True):
     0-d array)."""
     text = f"`{name}`" if quoted and name.isidentifier() else name
     return text + (f"[{', '.join(str(int(i)) for i in index)}]" if shape else "")
+
+
+def _real_array(part, dtype, what, describe):
+    """``part`` as an array of ``dtype``; a complex value where real numbers are expected, text
+    or a ragged list is a ValueError."""
+    try:
+        raw = np.asarray(part)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{what}: expected {describe} as an array of numbers, got {type(part).__name__} "
+            f"({error})"
+        ) from None
+    if raw.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        raise ValueError(
+            f"{what}: expected {describe} with real values, got complex values ({raw.dtype}); "
+            "gradcheck checks real functions: take anp.real or anp.abs yourself if that is meant"
+        )
+    try:
+        return np.asarray(raw, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{what}: expected {describe} as an array of numbers, got {type(part).__name__} "
+            f"({error})"
+        ) from None
 
 
 class _Structure:
@@ -188,8 +306,12 @@ class _Structure:
         return tuple(parts)
 
     def flatten_traceable(self, value):
-        """A value of this structure as one vector, with autograd.numpy (a box stays a box)."""
-        parts = self.parts(value)
+        """A value of this structure as one vector, with autograd.numpy (a box stays a box; a
+        nested list of boxes becomes one array)."""
+        parts = [
+            anp.array(part) if isinstance(part, (list, tuple)) else part
+            for part in self.parts(value)
+        ]
         if len(parts) == 1:
             return anp.ravel(parts[0])
         return anp.concatenate([anp.ravel(part) for part in parts])
@@ -200,7 +322,11 @@ class _Structure:
             parts = [value]
         elif self.kind == "dict":
             if not isinstance(value, dict) or set(value) != set(self.keys):
-                got = sorted(value) if isinstance(value, dict) else type(value).__name__
+                got = (
+                    f"keys {sorted(map(str, value))}"
+                    if isinstance(value, dict)
+                    else type(value).__name__
+                )
                 raise ValueError(f"{what}: expected a dict with keys {self.keys}, got {got}")
             parts = [value[key] for key in self.keys]
         else:
@@ -217,13 +343,12 @@ class _Structure:
             parts = list(value)
         flat = []
         for name, shape, part in zip(self.names, self.shapes, parts, strict=True):
-            try:
-                array = np.asarray(part, dtype=dtype)
-            except (TypeError, ValueError) as error:
+            if isinstance(part, dict):
                 raise ValueError(
                     f"{what}: expected {describe}{self.whose(name)} as an array of numbers, "
-                    f"got {type(part).__name__} ({error})"
-                ) from None
+                    "got a dict"
+                )
+            array = _real_array(part, dtype, what, describe + self.whose(name))
             if array.shape != shape:
                 raise ValueError(
                     f"{what}: expected {describe}{self.whose(name)} of shape {shape}, "
@@ -283,18 +408,41 @@ def _inputs(f, x):
     return _Structure("array", names, [value.shape]), value
 
 
-def _outputs(value, fname):
-    """The structure of f's output: one array (named as f, e.g. "f"), a tuple ("f[0]", …) or a
-    dict (its keys)."""
+def _output_shape(part, name, what):
+    """The shape of one output part (an array, a number or a rectangular nested list of them)."""
+    if part is None or isinstance(part, (dict, str, bytes)):
+        raise ValueError(
+            f"{what}: expected an array or a number for {name}, got {type(part).__name__}"
+        )
+    try:
+        return np.shape(np.asarray(part))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{what}: expected an array (or a rectangular nested list) for {name}, got a "
+            f"ragged {type(part).__name__} ({error})"
+        ) from None
+
+
+def _outputs(value, fname, what="f"):
+    """The structure of f's output: one array (named as f, e.g. "f"), a tuple ("f[0]", …; a
+    nested list inside counts as one array) or a dict (its keys)."""
     if isinstance(value, (tuple, list)):
-        shapes = [np.shape(v) for v in value]
         names = [f"{fname}[{i}]" for i in range(len(value))]
-        return _Structure("tuple", names, shapes, quoted=False)
-    if isinstance(value, dict):
+        shapes = [_output_shape(v, name, what) for v, name in zip(value, names, strict=True)]
+        structure = _Structure("tuple", names, shapes, quoted=False)
+    elif isinstance(value, dict):
         keys = list(value)
-        shapes = [np.shape(v) for v in value.values()]
-        return _Structure("dict", [str(k) for k in keys], shapes, keys, quoted=False)
-    return _Structure("array", [fname], [np.shape(value)], quoted=False)
+        shapes = [_output_shape(v, str(k), what) for k, v in value.items()]
+        structure = _Structure("dict", [str(k) for k in keys], shapes, keys, quoted=False)
+    else:
+        structure = _Structure("array", [fname], [_output_shape(value, fname, what)], quoted=False)
+    if structure.size == 0:
+        shapes = ", ".join(str(s) for s in structure.shapes) or "nothing"
+        raise ValueError(
+            f"{what}: expected at least one output value to differentiate, got an empty output "
+            f"(shape {shapes})"
+        )
+    return structure
 
 
 def _name_of(function):
@@ -303,31 +451,71 @@ def _name_of(function):
     return name if isinstance(name, str) and name.isidentifier() else "f"
 
 
+def _split(value, structure, what, side):
+    """The blocks of ``value`` along ``structure`` (the outputs or the arguments): a dict with
+    exactly its keys, or a tuple or list of one block per part."""
+    if structure.kind == "array":
+        return [value]
+    if structure.kind == "dict":
+        if not isinstance(value, dict) or set(value) != set(structure.keys):
+            got = (
+                f"a dict with keys {sorted(map(str, value))}"
+                if isinstance(value, dict)
+                else f"a {type(value).__name__}"
+            )
+            raise ValueError(
+                f"{what}: expected the blocks for the {side} as a dict with keys "
+                f"{structure.keys}, got {got}"
+            )
+        return [value[key] for key in structure.keys]
+    if not isinstance(value, (tuple, list)) or len(value) != len(structure.shapes):
+        got = (
+            f"{len(value)} blocks"
+            if isinstance(value, (tuple, list))
+            else f"a {type(value).__name__}"
+        )
+        raise ValueError(
+            f"{what}: expected the blocks for the {side} ({', '.join(structure.names)}) as a "
+            f"tuple of {len(structure.shapes)}, got {got}"
+        )
+    return list(value)
+
+
 def _matrix(value, rows, cols, what):
-    """A Jacobian given as an (m, n) matrix or as blocks ∂row/∂col (nested tuples or dicts,
-    each block of shape row.shape + col.shape), as one (m, n) float64 matrix."""
-    if not isinstance(value, (tuple, list, dict)):
-        array = np.asarray(value, dtype=np.float64)
+    """A Jacobian given as an (m, n) matrix or as blocks ∂row/∂col (nested tuples or dicts:
+    outputs, then arguments; each block of shape row.shape + col.shape), as one (m, n) float64
+    matrix. A block structure that does not match is a ValueError naming the block."""
+    single = rows.kind == "array" and cols.kind == "array"
+    if single or not isinstance(value, (tuple, list, dict)):
+        array = _real_array(value, np.float64, what, "a Jacobian")
         if array.shape == (rows.size, cols.size):
             return array.copy()
-    blocks = rows.parts(value) if rows.kind != "array" else [value]
-    if rows.kind != "array" and len(blocks) != len(rows.shapes):
-        raise ValueError(f"{what}: expected one block row per output {rows.names}, got {value!r}")
+        if single and array.shape == rows.shapes[0] + cols.shapes[0]:
+            return array.reshape(rows.size, cols.size).copy()
+        if single:
+            blocks = (
+                f"the block ∂{_entry_text(rows.names[0], (), ())}/"
+                f"∂{_entry_text(cols.names[0], (), ())} of shape {rows.shapes[0] + cols.shapes[0]}"
+            )
+        else:
+            blocks = "blocks ∂output/∂argument (nested tuples or dicts: outputs, then arguments)"
+        raise ValueError(
+            f"{what}: expected a ({rows.size}, {cols.size}) matrix or {blocks}, "
+            f"got an array of shape {array.shape}"
+        )
     matrix = np.empty((rows.size, cols.size))
-    for r, row in enumerate(blocks):
-        parts = cols.parts(row) if cols.kind != "array" else [row]
-        for c, part in enumerate(parts):
+    for r, row in enumerate(_split(value, rows, what, "outputs")):
+        for c, part in enumerate(_split(row, cols, what, "arguments")):
             want = rows.shapes[r] + cols.shapes[c]
-            array = np.asarray(part, dtype=np.float64)
+            block = f"∂{_entry_text(rows.names[r], (), ())}/∂{_entry_text(cols.names[c], (), ())}"
+            array = _real_array(part, np.float64, what, f"the block {block}")
             if array.shape != want:
                 raise ValueError(
                     f"{what}: expected a ({rows.size}, {cols.size}) matrix or the block "
-                    f"∂{_entry_text(rows.names[r], (), ())}/∂{_entry_text(cols.names[c], (), ())}"
-                    f" of shape {want}, got {array.shape}"
+                    f"{block} of shape {want}, got {array.shape}"
                 )
-            block = array.reshape(rows.sizes[r], cols.sizes[c])
             matrix[rows.offsets[r] : rows.offsets[r + 1], cols.offsets[c] : cols.offsets[c + 1]] = (
-                block
+                array.reshape(rows.sizes[r], cols.sizes[c])
             )
     return matrix
 
@@ -335,27 +523,83 @@ def _matrix(value, rows, cols, what):
 # ---------------------------------------------------------------- evaluating f
 
 
+def _hint(error):
+    """A hint for an error raised while autograd traced the user's code."""
+    if isinstance(error, NotImplementedError):
+        return " (autograd has no derivative for an operation the function uses)"
+    if "Box" in str(error):
+        return (
+            " (autograd passes boxes through the function: write it with autograd.numpy, "
+            "without float(), .item(), np.asarray or in-place assignment)"
+        )
+    return ""
+
+
+def _user_error(name, error, where="", what=None):
+    """A ValueError blaming the argument ``name`` for an exception its code raised (``what``:
+    the function that ran, e.g. "f's gradient", when it is not ``name`` itself)."""
+    at = f" at {where}" if where else ""
+    ran = f" ({what})" if what and what != name else ""
+    return ValueError(
+        f"{name}: expected a function that can be evaluated{at}{ran}, got "
+        f"{type(error).__name__}: {error}{_hint(error)}"
+    )
+
+
 class _Function:
     """f as a map from one flat vector to one flat vector, evaluated as the user wrote it."""
 
-    def __init__(self, call, inputs, what="f", fname="f"):
+    def __init__(self, call, inputs, what="f", fname="f", name=None):
         self.call, self.inputs, self.what, self.fname = call, inputs, what, fname
-        self.outputs = None
+        self.name = name or what  # the argument blamed in messages
+        self.outputs, self.failure, self.low_precision, self.eps = None, None, False, EPS
+
+    def _value(self, vector):
+        with outside():  # the user's code: its calls into the package are checked again
+            return self.call(self.inputs.unflatten(vector))
+
+    def _flat(self, value, vector):
+        dtype = np.complex128 if np.iscomplexobj(vector) else np.float64
+        return self.outputs.flatten(value, self.name, "an output", dtype=dtype)
 
     def __call__(self, vector, where="x"):
-        complex_input = np.iscomplexobj(vector)
-        with outside():  # the user's code: its calls into the package are checked again
-            value = self.call(self.inputs.unflatten(vector))
+        """F(vector); an exception or a value that is not finite is a ValueError."""
+        try:
+            value = self._value(vector)
+        except Exception as error:
+            raise _user_error(self.name, error, where, self.what) from error
         if self.outputs is None:
-            self.outputs = _outputs(value, self.fname)
-        dtype = np.complex128 if complex_input else np.float64
-        flat = self.outputs.flatten(value, self.what, "an output", dtype=dtype)
-        if not complex_input and not np.all(np.isfinite(flat)):
+            self.outputs = _outputs(value, self.fname, self.name)
+            dtypes = [
+                np.asarray(getval(part)).dtype
+                for part in self.outputs.parts(value)
+                if not isinstance(part, (list, tuple))
+            ]
+            self.low_precision = any(d in (np.float32, np.float16) for d in dtypes)
+            self.eps = max([EPS] + [float(np.finfo(d).eps) for d in dtypes if d.kind == "f"])
+        flat = self._flat(value, vector)
+        if not np.iscomplexobj(vector) and not np.all(np.isfinite(flat)):
             bad = int(np.flatnonzero(~np.isfinite(flat))[0])
+            whose = "" if self.what == self.name else f" of {self.what}"
             raise ValueError(
-                f"{self.what}: expected a finite value at {where}, got {flat[bad]} "
+                f"{self.name}: expected a finite value{whose} at {where}, got {flat[bad]} "
                 f"at {self.outputs.entry(bad)}"
             )
+        return flat
+
+    def attempt(self, vector):
+        """F(vector), or None where f raises or is not finite (the edge of its domain: the
+        reason is kept in ``failure``)."""
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flat = self._flat(self._value(vector), vector)
+        except Exception as error:
+            self.failure = f"{type(error).__name__}: {error}"
+            return None
+        if not np.all(np.isfinite(flat)):
+            self.failure = "a value that is not finite"
+            return None
         return flat
 
 
@@ -379,15 +623,298 @@ def _complex_step(F, x0, v, h):
         return np.imag(F(x0 + 1j * h * v)) / h
 
 
-_DIFFERENCES = {"central": _central, "richardson": _richardson, "complex": _complex_step}
+# ------------------------------------------------------------ finite differences and their error
+
+
+def _rounding(values, x_size, eps=EPS):
+    """The rounding to expect in computed values f of f at a point whose largest entry has size
+    ``x_size``: 2ε·max(|f|·max(1, |ln|f||), min(|f|, 1)·x_size). A value computed as e^y
+    carries its exponent's absolute rounding ε|y| as relative rounding, and y is ln|f| or a
+    combination of entries of x (softmax weights of log-weights at −1e4 carry 1e4·ε); never
+    below 4 times the smallest float."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exponent = np.where(values > 0, np.maximum(1.0, np.abs(np.log(values))), 1.0)
+    size = np.maximum(values * exponent, np.minimum(values, 1.0) * x_size)
+    return np.maximum(ROUNDING * eps * size, 4 * TINY)
+
+
+class _Level:
+    """Central differences of F along v at one step h: D(h), D(h/2) (and D(h/4) for
+    Richardson), with the largest |F| among the values used, the fourth difference Δ⁴F of
+    F(x − h v), F(x − h v/2), F(x), F(x + h v/2), F(x + h v) (rounding: each value's enters
+    with weight √70), and how far F moved from F(x) at all."""
+
+    def __init__(self, h, differences, rounding, fourth, moved):
+        self.h, self.D = h, differences
+        self.rounding, self.fourth, self.moved = rounding, fourth, moved
+        self.projected = {}
+
+    def project(self, U, size, method):
+        """For each row u of U (m, q): the estimate N of uᵀJv; its noise η/h, η = max(2ε Σ|u_i
+        f_i|, |uᵀΔ⁴F|/√70) (Richardson: 3η/h); the gap |D(h) − D(h/2)| (Richardson: |R(h) −
+        R(h/2)|) whose size gives the truncation; whether that gap is visible above the
+        rounding of f's values (``visible``) and above the noise measured too (``clear``);
+        whether the step sees a jump (D(h/2) ≈ 2 D(h): uᵀF's change does not shrink with h);
+        whether uᵀF did not move at all. size: |U|. (Kept per U: the step search asks again.)"""
+        if id(U) in self.projected:
+            return self.projected[id(U)]
+        *d, fourth = (U.T @ np.stack(self.D + [self.fourth], axis=1)).T
+        rounding, moved = (size.T @ np.stack([self.rounding, self.moved], axis=1)).T
+        eta = np.maximum(rounding, np.abs(fourth) / math.sqrt(70))
+        h = self.h
+        if method == "richardson":  # R(h) = (4 D(h/2) − D(h))/3, R(h/2): rounding ≤ 3η/h, 6η/h
+            r1, r2 = (4 * d[1] - d[0]) / 3, (4 * d[2] - d[1]) / 3
+            value, gap, spread = r1, np.abs(r1 - r2), 9
+        else:  # D(h), D(h/2): rounding ≤ η/h, 2η/h
+            value, gap, spread = d[0], np.abs(d[0] - d[1]), 3
+        noise = spread / 3 * eta / h
+        visible = gap > 1.5 * spread * rounding / h
+        clear = gap > 1.5 * spread * eta / h
+        jump = visible & (np.abs(d[1] - 2 * d[0]) <= 0.1 * np.abs(d[1]))
+        constant = moved == 0
+        result = value, noise, gap, visible, clear, jump, constant, spread / 3 * rounding / h
+        self.projected[id(U)] = result
+        return result
+
+
+class _Differences:
+    """Finite differences of F at x0 along unit directions, each with its own step and error
+    estimate (the module docstring says how)."""
+
+    def __init__(self, F, x0, F0, method, step, fixed, rtol, atol):
+        self.F, self.x0, self.F0, self.method = F, x0, F0, method
+        self.fixed, self.rtol, self.atol = fixed, rtol, atol
+        self.x_size = float(np.max(np.abs(x0)))
+        self.complex_step = step if method == "complex" else None
+        if method == "complex":
+            self.start, self.fixed = DEFAULT_STEP, False  # the cross-check's central step
+        else:
+            self.start = step
+        self.order = 4 if method == "richardson" else 2  # truncation ∝ h^order
+        self.target = RESOLVE * min(rtol, 1e-3)
+        self.evaluations = 0
+        self.last_complex = []  # (complex step, central) per row of the last column
+        self.jumps = []  # rows of the last column where uᵀF jumps along v
+
+    def level(self, v, h):
+        """The _Level at step h, or None when f is not finite or raises at one of the points
+        (or the step is lost in the rounding of x)."""
+        fractions = (1.0, 0.5, 0.25) if self.method == "richardson" else (1.0, 0.5)
+        support = np.flatnonzero(v)  # one entry for a unit vector: keep the work to it
+        direction = v[support]
+        values = {}
+        for t in fractions:
+            for sign in (1.0, -1.0):
+                point = self.x0.copy()
+                point[support] += (sign * t * h) * direction
+                self.evaluations += 1
+                value = self.F.attempt(point)
+                if value is None:
+                    return None
+                values[sign * t] = (point[support], value)
+        differences = []
+        for t in fractions:
+            (x_plus, f_plus), (x_minus, f_minus) = values[t], values[-t]
+            # the step actually taken: x ± h v is rounded, so (x+) − (x−) ≠ 2h v exactly
+            span = np.dot(x_plus - x_minus, direction) / np.dot(direction, direction)
+            if not span > 0:
+                self.F.failure = "a step lost in the rounding of x"
+                return None
+            differences.append((f_plus - f_minus) / span)
+        magnitude, moved = np.abs(self.F0), np.zeros_like(self.F0)
+        for _, value in values.values():
+            magnitude = np.maximum(magnitude, np.abs(value))
+            moved = np.maximum(moved, np.abs(value - self.F0))
+        fourth = (
+            values[-1.0][1]
+            - 4 * values[-0.5][1]
+            + 6 * self.F0
+            - 4 * values[0.5][1]
+            + values[1.0][1]
+        )
+        rounding = _rounding(magnitude, self.x_size, self.F.eps)
+        return _Level(h, differences, rounding, fourth, moved)
+
+    def estimates(self, levels, U):
+        """Per level and row (each (L, q)): N, noise, truncation, visible, jump, constant.
+        Truncation is 2·gap, and at least what any level whose gap is clear of the noise
+        implies at this step through truncation ∝ h^order: a gap that vanished by chance, or a
+        step so large that D(h) and D(h/2) agree only because both lost the derivative, does
+        not pass for accuracy."""
+        size = np.abs(U)
+        parts = [level.project(U, size, self.method) for level in levels]
+        value, noise, gap, visible, clear, jump, constant, rounding = (
+            np.array(p) for p in zip(*parts, strict=True)
+        )
+        h = np.array([level.h for level in levels])
+        ratio = (h[:, None] / h[None, :]) ** self.order  # (h_i / h_j)^order
+        implied = np.where(clear[None, :, :], 2 * gap[None, :, :] * ratio[:, :, None], 0.0)
+        truncation = np.maximum(2 * gap, np.max(implied, axis=1))
+        return value, noise, truncation, visible, jump, constant, rounding
+
+    def column(self, v, U, scale, weight, floor, where):
+        """Estimates of uᵀJv for every row u of U (m, q) along the unit vector v, the step
+        searched so that noise + truncation ≤ target · max(scale, weight·|N|) (or ≤ floor):
+        -> N, noise, truncation, steps (each (q,)), the levels tried, and for the complex step a
+        mask of the rows where f turned out not to be complex-analytic."""
+        support = np.abs(self.x0[v != 0])
+        h_min = 1e3 * EPS * float(np.max(support, initial=0.0))
+        h = max(self.start, h_min)
+        q = U.shape[1]
+        levels = []
+        for _ in range(3 * MAX_STEPS):
+            level = self.level(v, h)
+            if level is None:
+                if levels and h > levels[-1].h:  # grew into the edge of f's domain
+                    break
+                h /= 10
+                if h < h_min:
+                    break
+                continue
+            levels.append(level)
+            if self.fixed or len(levels) == MAX_STEPS:
+                break
+            value, noise, truncation, visible, jump, constant, rounding = (
+                a[-1] for a in self.estimates(levels, U)
+            )
+            goal = np.maximum(self.target * np.maximum(scale, weight * np.abs(value)), floor)
+            bad = (noise + truncation > goal) & ~(constant & (scale == 0))
+            if not bad.any():
+                break
+            shrink = bad & visible
+            if shrink.any():  # truncation dominates: toward the balance h (noise / 2 trunc)^⅓
+                ratio = rounding[shrink] / (2 * truncation[shrink])
+                factor = float(np.clip(np.min(ratio) ** (1 / 3), 1e-3, 0.5))
+            else:  # noise dominates (∝ 1/h): a step large enough to reach the goal
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    needed = np.max(2 * (noise + truncation)[bad] / goal[bad])
+                factor = float(np.clip(np.nan_to_num(needed, nan=1e3), 2, 1e3))
+            new = max(h * factor, h_min)
+            if any(abs(math.log(new / level.h)) < math.log(1.5) for level in levels):
+                break
+            h = new
+        if not levels:
+            raise ValueError(
+                f"{self.F.name}: expected finite values of {self.F.what} near x, got "
+                f"{self.F.failure} at x ± h·v along {where} for every step h down to {h:.2g}"
+            )
+        value, noise, truncation, steps, jumps = self.pick(levels, U)
+        self.jumps = np.flatnonzero(jumps).tolist()
+        fallback = np.zeros(q, dtype=bool)
+        if self.method == "complex":
+            value, noise, truncation, steps, fallback = self.complex(
+                v, U, value, noise, truncation, steps
+            )
+        return value, noise, truncation, steps, levels, fallback
+
+    def pick(self, levels, U):
+        """Per row, the level with the smallest noise + truncation. A row whose smallest steps
+        all see a jump (f, or the gradient being differenced, is discontinuous along v) gets
+        no truncation allowance: its finite differences grow like 1/h and check nothing."""
+        value, noise, truncation, visible, jump, _, _ = self.estimates(levels, U)
+        order = np.argsort([level.h for level in levels])
+        smallest = order[0]
+        jumps = (jump[order].sum(axis=0) >= 2) & jump[smallest]
+        truncation = np.where(jumps[None, :], 0.0, truncation)
+        error = noise + truncation
+        error[:, jumps] = np.inf  # a jump: judge at the smallest step, without truncation
+        error[smallest, jumps] = 0.0
+        best = np.argmin(error, axis=0)
+        rows = np.arange(value.shape[1])
+        steps = np.array([levels[b].h for b in best])
+        return value[best, rows], noise[best, rows], truncation[best, rows], steps, jumps
+
+    def complex(self, v, U, central, central_noise, central_truncation, central_steps):
+        """The complex step Im F(x + ihv)/h at h and h/2 (its truncation 2·|difference|, its
+        rounding 2ε|value|), kept where it agrees with the central differences and replaced by
+        them where it does not (f not complex-analytic: abs, maximum, comparisons)."""
+        h = self.complex_step
+        estimates = []
+        for t in (h, h / 2):
+            self.evaluations += 1
+            estimates.append(U.T @ _complex_step(self.F, self.x0, v, t))
+        value = estimates[0]
+        noise = ROUNDING * EPS * np.abs(value)
+        truncation = 2 * np.abs(estimates[0] - estimates[1])
+        allowed = (
+            self.atol
+            + self.rtol * np.maximum(np.abs(value), np.abs(central))
+            + central_noise
+            + central_truncation
+            + noise
+            + truncation
+        )
+        fallback = np.abs(value - central) > allowed
+        value = np.where(fallback, central, value)
+        noise = np.where(fallback, central_noise, noise)
+        truncation = np.where(fallback, central_truncation, truncation)
+        steps = np.where(fallback, central_steps, h)
+        self.last_complex = list(zip(estimates[0].tolist(), central.tolist(), strict=True))
+        return value, noise, truncation, steps, fallback
+
+
+# ---------------------------------------------------------------- the derivative being checked
+
+
+class _Analytic:
+    """uᵀJv from the derivative being verified: ("matrix", J), ("vjp", u ↦ uᵀJ) or
+    ("jvp", v ↦ J v). Also the sum S and the largest T of the terms |u_i J_ij v_j| that make
+    it up (summed over the side the derivative gives whole)."""
+
+    def __init__(self, provider):
+        self.kind, self.value = provider
+        self.cache = {}
+
+    def row(self, u):
+        key = ("row", u.tobytes())
+        if key not in self.cache:
+            with outside():
+                if self.kind == "matrix":
+                    self.cache[key] = u @ self.value
+                else:
+                    self.cache[key] = np.asarray(self.value(u), dtype=np.float64)
+        return self.cache[key]
+
+    def col(self, v):
+        key = ("col", v.tobytes())
+        if key not in self.cache:
+            with outside():
+                self.cache[key] = np.asarray(self.value(v), dtype=np.float64)
+        return self.cache[key]
+
+    def single(self, u, v):
+        """(uᵀJv, S, T) for one pair of vectors."""
+        if self.kind == "jvp":
+            column = self.col(v)
+            value, terms = float(u @ column), np.abs(u) * np.abs(column)
+        else:
+            row = self.row(u)
+            value, terms = float(row @ v), np.abs(row) * np.abs(v)
+        return value, float(np.sum(terms)), float(np.max(terms, initial=0.0))
+
+    def grid(self, U, P):
+        """(A, S, T), each (q, p), for every row u of U and column v of P."""
+        if self.kind == "jvp":
+            C = np.stack([self.col(P[:, k]) for k in range(P.shape[1])], axis=1)
+            A, S = U.T @ C, np.abs(U).T @ np.abs(C)
+            T = np.stack(
+                [np.max(np.abs(U) * np.abs(C[:, [k]]), axis=0) for k in range(P.shape[1])], 1
+            )
+        else:
+            R = np.stack([self.row(U[:, l]) for l in range(U.shape[1])])
+            A, S = R @ P, np.abs(R) @ np.abs(P)
+            T = np.stack(
+                [np.max(np.abs(R) * np.abs(P[:, k]), axis=1) for k in range(P.shape[1])], 1
+            )
+        return A, S, T
 
 
 # ---------------------------------------------------------------- the comparison
 
 
-def _probes(size, scales, x_scale, full, n_units, n_random, rng):
+def _probes(size, full, n_units, n_random, rng):
     """Unit vectors e_j (all of them when ``full``, else a sample) and random unit vectors:
-    -> matrix (size, p), descriptions [("unit", j) | ("random", k)], step scales (p,)."""
+    -> matrix (size, p), descriptions [("unit", j) | ("random", k)]."""
     units = range(size) if full else rng.choice(size, size=min(n_units, size), replace=False)
     units = [int(j) for j in units]
     randoms = []
@@ -399,56 +926,171 @@ def _probes(size, scales, x_scale, full, n_units, n_random, rng):
     for k, v in enumerate(randoms):
         matrix[:, len(units) + k] = v
     described = [("unit", j) for j in units] + [("random", k) for k in range(len(randoms))]
-    step_scales = np.array([scales[j] for j in units] + [x_scale] * len(randoms))
-    return matrix, described, step_scales
+    return matrix, described
 
 
-def _compare(
-    F, x0, F0, provider, label, *, method, step, atol, n_directions, n_coordinates, max_full, rng
-):
-    """Every check uᵀ J v of the problem, U (m, q) and P (n, p) holding the u's and v's:
-    -> (checks, relative errors (q, p), U, P, step scales (p,), noise floors (q,))."""
-    n, m = x0.size, F0.size
-    scales = np.maximum(1.0, np.abs(x0))
-    x_scale = max(1.0, float(np.sqrt(np.mean(x0 * x0))))
-    P, cols, h_scales = _probes(n, scales, x_scale, n <= max_full, n_coordinates, n_directions, rng)
-    U, rows, _ = _probes(m, np.ones(m), 1.0, m <= max_full, n_coordinates, n_directions, rng)
+def _relative(analytic, numeric, allowance, rtol):
+    """|A − N| / (max(|A|, |N|) + allowance / rtol): ≤ rtol exactly when |A − N| ≤ allowance +
+    rtol·max(|A|, |N|). A NaN (nothing to compare) counts as infinitely wrong."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        difference = np.abs(analytic - numeric)
+        rel = difference / (np.maximum(np.abs(analytic), np.abs(numeric)) + allowance / rtol)
+        rel = np.where(difference == 0, 0.0, rel)
+    return np.where(np.isnan(rel), np.inf, rel)
 
-    difference = _DIFFERENCES[method]
-    D = np.stack([difference(F, x0, P[:, k], step * h_scales[k]) for k in range(P.shape[1])], 1)
-    N = U.T @ D
-    kind, analytic = provider
-    with outside():
-        if kind == "matrix":
-            row_full = U.T @ analytic
-            A = row_full @ P
-        elif kind == "vjp":
-            row_full = np.stack([analytic(U[:, l]) for l in range(U.shape[1])])
-            A = row_full @ P
-        else:  # jvp
-            A = U.T @ np.stack([analytic(P[:, k]) for k in range(P.shape[1])], axis=1)
-            row_full = A
-    if atol is None:
-        # Rounding in uᵀF(x ± h v) is about ε·Σ|u_i F_i| / h; the value can understate it when
-        # terms cancel, so entries a million times smaller than the largest in their row are
-        # also judged absolutely (docs/design.md §11). The complex step does not divide a
-        # rounding error by h.
-        rounding = 100 * EPS * np.maximum(1.0, np.abs(U).T @ np.abs(F0))
-        if method != "complex":
-            rounding = rounding / step
-        row_max = np.max(np.abs(row_full), axis=1) if row_full.size else np.zeros(U.shape[1])
-        floors = np.maximum(rounding, 1e-6 * row_max)
-    else:
-        floors = np.full(U.shape[1], atol)
-    with np.errstate(invalid="ignore"):
-        rel = np.abs(A - N) / np.maximum(np.maximum(np.abs(A), np.abs(N)), floors[:, None])
-    rel = np.where(np.isnan(rel), np.inf, rel)
-    checks = [
-        (label(rows[l], cols[k]), float(A[l, k]), float(N[l, k]), float(rel[l, k]))
-        for l in range(U.shape[1])
-        for k in range(P.shape[1])
-    ]
-    return checks, rel, U, P, h_scales, floors
+
+class _Comparison:
+    """Every check of one problem: the grid of probes, then culprits located by bisection."""
+
+    def __init__(self, F, x0, F0, provider, label, *, method, step, fixed, atol, rtol):
+        self.F, self.x0, self.F0, self.label = F, x0, F0, label
+        self.atol, self.rtol = atol, rtol
+        self.analytic = _Analytic(provider)
+        self.fd = _Differences(F, x0, F0, method, step, fixed, rtol, atol)
+        self.checks, self.vectors = [], []
+        self.nonanalytic = []  # (label, complex step, central) where f is not complex-analytic
+        self.located = []  # labels of the culprits bisection found
+        self.jumps = []  # labels of checks where f jumps along v
+
+    def check(self, u, v, row, col, random):
+        """One check (u, v), its step searched: -> Check."""
+        a, _, t = self.analytic.single(u, v)
+        scale = np.array([t if random else abs(a)])
+        value, noise, truncation, steps, _, _ = self.fd.column(
+            v, u[:, None], scale, np.array([0.0 if random else 1.0]), np.zeros(1), "a check"
+        )
+        rel = _relative(a, value[0], self.atol + noise[0] + truncation[0], self.rtol)
+        return Check(
+            self.label(row, col),
+            a,
+            value[0],
+            rel,
+            noise[0],
+            truncation[0],
+            atol=self.atol,
+            step=steps[0],
+            random=random,
+        )
+
+    def grid(self, U, rows, P, cols, describe_col):
+        A, S, T = self.analytic.grid(U, P)
+        random = np.array([r[0] == "random" for r in rows])[:, None] | np.array(
+            [c[0] == "random" for c in cols]
+        )
+        floors = np.maximum(1e-12 * np.max(np.abs(A), axis=1), self.atol / 10)
+        q, p = A.shape
+        N, noise, truncation, steps = (np.zeros((q, p)) for _ in range(4))
+        for k in range(p):
+            scale = np.where(random[:, k], T[:, k], np.abs(A[:, k]))
+            weight = np.where(random[:, k], 0.0, 1.0)
+            N[:, k], noise[:, k], truncation[:, k], steps[:, k], _, fallback = self.fd.column(
+                P[:, k], U, scale, weight, floors, describe_col(cols[k])
+            )
+            for l in np.flatnonzero(fallback):
+                self.nonanalytic.append((self.label(rows[l], cols[k]), *self.fd.last_complex[l]))
+            self.jumps += [self.label(rows[l], cols[k]) for l in self.fd.jumps]
+        allowance = self.atol + noise + truncation
+        rel = _relative(A, N, allowance, self.rtol)
+        for l in range(q):
+            for k in range(p):
+                self.checks.append(
+                    Check(
+                        self.label(rows[l], cols[k]),
+                        A[l, k],
+                        N[l, k],
+                        rel[l, k],
+                        noise[l, k],
+                        truncation[l, k],
+                        atol=self.atol,
+                        step=steps[l, k],
+                        random=bool(random[l, k]),
+                    )
+                )
+                self.vectors.append((U[:, l], P[:, k]))
+        return A, N, allowance, S, random
+
+    def locate(self, U, rows, P, cols, A, N, allowance, S, random):
+        """For random checks that disagree beyond the finite-difference error, bisect v's
+        entries (then u's) down to one entry and check it: a culprit found is a named check."""
+        excess = (np.abs(A - N) - allowance - SCREEN * S) / (allowance + SCREEN * S + 1e-300)
+        suspects = np.argwhere(random & (excess > 0))
+        suspects = sorted(suspects.tolist(), key=lambda lk: -excess[lk[0], lk[1]])
+        culprits = []  # (u index or None, row l, j, mismatch)
+        for l, k in suspects:
+            if len(culprits) >= MAX_LOCATED:
+                break
+            explained = 0.0
+            for i, row, j, mismatch in culprits:
+                if i is not None:
+                    explained += mismatch * U[i, l] * P[j, k]
+                elif row == l:
+                    explained += mismatch * P[j, k]
+            residual = (A[l, k] - N[l, k]) - explained
+            if abs(residual) <= allowance[l, k] + SCREEN * S[l, k]:
+                continue
+            found = self.bisect(U[:, l], P[:, k], rows[l], cols[k])
+            if found is None:
+                continue
+            i, j, check, u = found
+            if check[3] > self.rtol:
+                culprits.append((i, l, j, check[1] - check[2]))
+                self.located.append(check[0])
+                self.checks.append(check)
+                self.vectors.append((u, np.eye(1, P.shape[0], j)[0]))
+
+    def _screen(self, u, v, random_u, random_v):
+        """Does the check (u, v) disagree beyond its finite-difference error?"""
+        a, s, t = self.analytic.single(u, v)
+        random = random_u or random_v
+        scale = np.array([t if random else abs(a)])
+        value, noise, truncation, _, _, _ = self.fd.column(
+            v, u[:, None], scale, np.array([0.0 if random else 1.0]), np.array([0.0]), "a half"
+        )
+        return abs(a - value[0]) > self.atol + noise[0] + truncation[0] + SCREEN * s
+
+    def bisect(self, u, v, row, col):
+        """Halve the support of v, keeping a half that still disagrees, down to one input
+        entry j; then the same over u's entries (if u is random) down to one output entry i.
+        -> (i or None, j, the Check of that entry, its u), or None when no half disagrees."""
+        random_u = row[0] == "random"
+        if col[0] == "random":
+            support = np.flatnonzero(v)
+            while support.size > 1:
+                for half in np.array_split(support, 2):
+                    w = np.zeros_like(v)
+                    w[half] = v[half]
+                    w /= np.linalg.norm(w)
+                    if self._screen(u, w, random_u, True):
+                        support = half
+                        break
+                else:
+                    return None
+            j = int(support[0])
+        else:
+            j = col[1]
+        e_j = np.zeros_like(v)
+        e_j[j] = 1.0
+        i, row_desc, u_final = (row[1] if row[0] == "unit" else None), row, u
+        if random_u:
+            support = np.flatnonzero(u)
+            while support.size > 1:
+                for half in np.array_split(support, 2):
+                    w = np.zeros_like(u)
+                    w[half] = u[half]
+                    w /= np.linalg.norm(w)
+                    if self._screen(w, e_j, True, False):
+                        support = half
+                        break
+                else:
+                    support = None
+                    break
+            if support is not None:
+                i = int(support[0])
+                u_final = np.zeros_like(u)
+                u_final[i] = 1.0
+                row_desc = ("unit", i)
+        check = self.check(u_final, e_j, row_desc, ("unit", j), row_desc[0] == "random")
+        return i, j, check, u_final
 
 
 def _describe(structure, after="", random="v"):
@@ -508,12 +1150,78 @@ _OPTION_RULES = dict(
     sweep=_sweep_rule,
     step=optional(positive()),
     rtol=positive(),
-    atol=optional(positive()),
+    atol=optional(number(low=0.0)),
     n_directions=integer(minimum=0),
     n_coordinates=integer(minimum=0),
     max_full=integer(minimum=0),
     seed=integer(minimum=0),
 )
+
+
+# ---------------------------------------------------------------- calling the user's derivatives
+
+
+def _call(function, inputs, value, name):
+    """function(x) (or (*x), (**x)) for the user's derivative ``name``; an exception it raises
+    is a ValueError naming it."""
+    try:
+        with outside():
+            return inputs.call(function, value)
+    except Exception as error:
+        raise _user_error(name, error, "x") from error
+
+
+def _product(maker, inputs, value, name, what):
+    """The function your ``name`` returns at x (a VJP, JVP or Hessian-vector product)."""
+    product = _call(maker, inputs, value, name)
+    if not callable(product):
+        raise ValueError(
+            f"{name}: expected a function x -> ({what}), got a function returning "
+            f"{type(product).__name__} (return the function itself, not its value)"
+        )
+
+    def apply(argument):
+        try:
+            with outside():
+                return product(argument)
+        except Exception as error:
+            raise _user_error(name, error, f"the function it returned, {what}") from error
+
+    return apply
+
+
+def _autograd_vjp(flat_function, point, notes, what, name):
+    """autograd's VJP of a flat function at ``point``: u ↦ uᵀJ (one forward pass, kept). An
+    error while autograd traces or runs backward is a ValueError naming ``name``."""
+    with warnings.catch_warnings(record=True) as caught, outside():
+        warnings.simplefilter("always")
+        try:
+            product, _ = autograd.make_vjp(flat_function)(point)
+        except ValueError:
+            raise
+        except Exception as error:
+            raise ValueError(
+                f"{name}: expected a function autograd can differentiate, got "
+                f"{type(error).__name__} while tracing {what}: {error}{_hint(error)}; or pass "
+                "your own derivative (grad=, jacobian=, vjp= or jvp=)"
+            ) from error
+    if any("independent of input" in str(w.message) for w in caught):
+        notes.append(
+            f"autograd sees {what} as constant in its input (zero derivative); if it is not, "
+            "it was computed with plain numpy where autograd.numpy is needed"
+        )
+
+    def vjp(u):
+        try:
+            with outside():
+                return np.asarray(product(u), dtype=np.float64)
+        except Exception as error:
+            raise ValueError(
+                f"{name}: expected a function autograd can differentiate, got "
+                f"{type(error).__name__} in the backward pass through {what}: {error}"
+            ) from error
+
+    return vjp
 
 
 # ---------------------------------------------------------------- gradcheck
@@ -555,8 +1263,8 @@ def gradcheck(
 
     f: the function. x: its argument: one array (f(x)), a tuple of arrays (f(*x), named by f's
       parameters) or a dict of arrays (f(**x), named by the keys); any shapes, checked in
-      float64. f returns a scalar (its gradient is checked), or an array, a tuple or a dict of
-      arrays (its Jacobian J, ∂f[i]/∂x[j], is checked).
+      float64. f returns a real scalar (its gradient is checked), or an array, a tuple or a dict
+      of arrays (its Jacobian J, ∂f[i]/∂x[j], is checked); a nested list counts as one array.
     The derivative to verify (default: autograd's), a function of the same arguments as f:
       grad: -> the gradient, structured like x (scalar f);
       jacobian: -> J, as an (m, n) matrix over the flattened outputs and inputs, or as blocks
@@ -569,18 +1277,22 @@ def gradcheck(
       autograd's (through your ``grad`` when given). For an array f, the second derivatives of
       gᵀf for a random cotangent g, with respect to x and g, as PyTorch's gradgradcheck does:
       the Jacobian of (x, g) ↦ ∇_x(gᵀf) (your ``vjp`` when given), from autograd through it.
-    method: "central", "richardson" ((4 D(h/2) − D(h))/3, error O(h⁴)) or "complex"
-      (Im f(x + ih·v)/h, for an f written with complex-safe autograd.numpy operations).
+    method: "central" (D(h), truncation estimated from D(h/2)), "richardson" ((4 D(h/2) − D(h))/3,
+      error O(h⁴), truncation estimated from the same at h/2) or "complex" (Im f(x + ih·v)/h,
+      for an f written with complex-safe autograd.numpy operations; where it disagrees with
+      central differences f is not complex-analytic, and those checks use central differences).
     sweep: True (or the label of one check) adds ``report.sweep``, a StepSweep: the error
       against the step h over 13 decades for the worst check, with ``.plot()``.
-    step: relative step h (default ε^(1/3) ≈ 6e-6; ε^(1/5) ≈ 7e-4 for Richardson, 1e-20 for the
-      complex step); rtol: allowed relative error (default 1e-4: a correct derivative typically
-      shows 1e-11 to 1e-6, a 1% mistake shows 1e-2).
-    atol: differences smaller than this count as agreement (default, per output row: the
-      larger of the finite-difference noise level 100 · ε · max(1, |f(x)|) / h and
-      1e-6 · the row's largest derivative).
+    step: a fixed step h (absolute, along each unit direction v) instead of searching one per
+      direction from ε^(1/3) ≈ 6e-6 (ε^(1/5) ≈ 7e-4 for Richardson; 1e-20 for the complex step).
+    rtol, atol: a check passes when |A − N| ≤ atol + rtol·max(|A|, |N|) + noise + truncation,
+      noise and truncation being the finite differences' own error, estimated per check (module
+      docstring). Defaults rtol = 1e-4 (a correct derivative typically shows 1e-11 to 1e-7, a
+      1% mistake 1e-2) and atol = 0.
     n_directions, n_coordinates: how many random unit directions and sampled entries to check
-      when x (or the output) has more than ``max_full`` entries; seed: for choosing them.
+      when x (or the output) has more than ``max_full`` entries; a random direction that
+      disagrees is bisected down to the entry responsible, which is then named. seed: for
+      choosing them.
     Returns a GradcheckReport (``.passed``, ``.max_rel_error``, ``.worst``, readable repr).
     """
     given = {
@@ -606,18 +1318,26 @@ def gradcheck(
         )
     if x is None:
         raise ValueError("x: expected an array, a tuple or a dict of arrays, got None")
+    fixed = step is not None
     if step is None:
         step = {"central": DEFAULT_STEP, "richardson": RICHARDSON_STEP}.get(method, COMPLEX_STEP)
+    atol = 0.0 if atol is None else float(atol)
     inputs, x64 = _inputs(f, x)
     if inputs.size > max_full and n_directions + n_coordinates == 0:
         raise ValueError(
             "n_directions, n_coordinates: expected at least one check for an x "
             f"larger than max_full={max_full}, got 0 and 0"
         )
+    notes = []
     x0 = inputs.flatten(x64, "x", "an argument")
     F = _Function(lambda value: inputs.call(f, value), inputs, "f", _name_of(f))
     F0 = F(x0)
     outputs = F.outputs
+    if F.low_precision:
+        notes.append(
+            "f returns float32 (or float16): its values are rounded near 1e-7, which the noise "
+            "estimate sees; compute in float64 for a sharper check"
+        )
     scalar = outputs.kind == "array" and outputs.shapes[0] == ()
     if not scalar and ("grad" in given or second):
         name = "grad" if "grad" in given else second[0]
@@ -629,7 +1349,6 @@ def gradcheck(
     rng = np.random.default_rng(seed)
     fname = _name_of(f)
     wrt = "w.r.t. " + ", ".join(inputs.names)
-    notes = []
 
     def flat_f(vector):  # traceable: autograd differentiates through it
         return outputs.flatten_traceable(inputs.call(f, inputs.unflatten(vector)))
@@ -649,21 +1368,25 @@ def gradcheck(
         source = "your" if first else "autograd"
     elif scalar:  # the Hessian: the Jacobian of x ↦ ∇f(x)
         if "grad" in given:
-            inputs.flatten(inputs.call(grad, x64), "grad", "a gradient")  # its shapes, checked
-            gradient = lambda vector: inputs.flatten_traceable(
-                inputs.call(grad, inputs.unflatten(vector))
-            )
-            what = "grad"
+            inputs.flatten(_call(grad, inputs, x64, "grad"), "grad", "a gradient")  # its shapes
+
+            def gradient(vector):
+                return inputs.flatten_traceable(inputs.call(grad, inputs.unflatten(vector)))
+
+            what, name = "grad", "grad"
         else:
             gradient = autograd.grad(lambda vector: flat_f(vector)[0])
-            what = "f's gradient"
-        target = _Function(lambda value: gradient(inputs.flatten_traceable(value)), inputs, what)
+            what, name = "f's gradient", "f"
+        target = _Function(
+            lambda value: gradient(inputs.flatten_traceable(value)), inputs, what, name=name
+        )
         point = x0
         value = target(x0)
         if "hessian" in given:
-            provider = ("matrix", _matrix(inputs.call(hessian, x64), inputs, inputs, "hessian"))
+            matrix = _matrix(_call(hessian, inputs, x64, "hessian"), inputs, inputs, "hessian")
+            provider = ("matrix", matrix)
         elif "hvp" in given:
-            product = inputs.call(hvp, x64)
+            product = _product(hvp, inputs, x64, "hvp", "v -> Hessian-vector product")
             provider = (
                 "jvp",
                 lambda v: inputs.flatten(
@@ -671,7 +1394,7 @@ def gradcheck(
                 ),
             )
         else:
-            provider = ("vjp", _autograd_vjp(gradient, x0, notes, what))
+            provider = ("vjp", _autograd_vjp(gradient, x0, notes, what, name))
         kind, of = "Hessian", f"{fname} {wrt}"
         describe_row, describe_in = _describe(inputs, random="u"), _describe(inputs)
         label = lambda row, col: f"∂²{fname}/∂{describe_row(row)}∂{describe_in(col)}"
@@ -686,27 +1409,27 @@ def gradcheck(
         n = x0.size
         g0 = rng.standard_normal(outputs.size)
         if "vjp" in given:
-            pullback_at_x = inputs.call(vjp, x64)
+            pullback_at_x = _product(vjp, inputs, x64, "vjp", "cotangent -> VJP")
             inputs.flatten(pullback_at_x(outputs.unflatten(g0)), "vjp", "a VJP (structured like x)")
 
             def pullback(vector):
                 product = inputs.call(vjp, inputs.unflatten(vector[:n]))
                 return inputs.flatten_traceable(product(outputs.unflatten(vector[n:])))
 
-            what = "vjp"
+            what, name = "vjp", "vjp"
         else:
 
             def pullback(vector):
                 product, _ = autograd.make_vjp(flat_f)(vector[:n])
                 return product(vector[n:])
 
-            what = "f's VJP"
+            what, name = "f's VJP", "f"
         point = np.concatenate([x0, g0])
         target = _Function(
-            lambda value: pullback(extended.flatten_traceable(value)), extended, what
+            lambda value: pullback(extended.flatten_traceable(value)), extended, what, name=name
         )
         value = target(point)
-        provider = ("vjp", _autograd_vjp(pullback, point, notes, what))
+        provider = ("vjp", _autograd_vjp(pullback, point, notes, what, name))
         kind, of = "second derivatives", f"gᵀ{fname} {wrt} and the cotangent {g_name}"
         describe_row, describe_in = _describe(inputs, random="u"), _describe(extended)
         label = lambda row, col: f"∂²(gᵀ{fname})/∂{describe_row(row)}∂{describe_in(col)}"
@@ -720,7 +1443,7 @@ def gradcheck(
                 f"method: expected a function that accepts complex input for the complex step, "
                 f"got {target.what} raising {type(error).__name__}: {error}"
             ) from None
-    checks, rel, U, P, h_scales, floors = _compare(
+    comparison = _Comparison(
         target,
         point,
         value,
@@ -728,79 +1451,123 @@ def gradcheck(
         label,
         method=method,
         step=step,
+        fixed=fixed,
         atol=atol,
-        n_directions=n_directions,
-        n_coordinates=n_coordinates,
-        max_full=max_full,
-        rng=rng,
+        rtol=rtol,
     )
-    worst_at = np.unravel_index(int(np.argmax(rel)), rel.shape)
-    worst = checks[worst_at[0] * rel.shape[1] + worst_at[1]]
+    columns = extended if (order == 2 and not scalar) else inputs
+    P, cols = _probes(point.size, point.size <= max_full, n_coordinates, n_directions, rng)
+    U, rows = _probes(value.size, value.size <= max_full, n_coordinates, n_directions, rng)
+    describe_col = _describe(columns, random="a random direction v")
+    A, N, allowance, S, random = comparison.grid(U, rows, P, cols, describe_col)
+    if random.any():
+        comparison.locate(U, rows, P, cols, A, N, allowance, S, random)
+    checks = comparison.checks
+    shown = {"your": "yours"}.get(source, source)
+    notes += _notes(comparison, checks, rtol, shown, target.what)
+    failing_named = [c for c in checks if c[3] > rtol and not c.random]
+    worst = max(failing_named or checks, key=lambda c: c[3])
     report = GradcheckReport(
-        passed=bool(worst[3] <= rtol),
-        max_rel_error=worst[3],
+        passed=bool(max(c[3] for c in checks) <= rtol),
+        max_rel_error=max(c[3] for c in checks),
         worst=worst[0],
         analytic=worst[1],
         numeric=worst[2],
         rtol=rtol,
         step=step,
-        noise_floor=float(np.max(floors)),
+        noise_floor=max(c.allowance for c in checks),
         gradient_name=source,
         checks=checks,
         kind=kind,
         of=of,
         method=method,
         notes=notes,
+        atol=atol,
+        fixed_step=fixed,
+        evaluations=comparison.fd.evaluations,
     )
     if sweep is not False:
+        labels = [c[0] for c in checks]
         if isinstance(sweep, str):
-            labels = [c[0] for c in checks]
             if sweep not in labels:
                 raise ValueError(
                     f"sweep: expected True or the label of a check, e.g. {labels[0]!r}, "
                     f"got {sweep!r}"
                 )
-            worst_at = np.unravel_index(labels.index(sweep), rel.shape)
-        l, k = worst_at
-        check = checks[l * rel.shape[1] + k]
-        report.sweep = _step_sweep(
-            target,
-            point,
-            value,
-            U[:, l],
-            P[:, k],
-            float(h_scales[k]),
-            check,
-            {"your": "yours"}.get(source, source),
-            step,
-            method,
-            rtol,
-        )
+            at = labels.index(sweep)
+        else:
+            at = next(i for i, c in enumerate(checks) if c is worst)
+        u, v = comparison.vectors[at]
+        report.sweep = _step_sweep(target, point, u, v, checks[at], shown, method, rtol)
     return report
+
+
+def _notes(comparison, checks, rtol, source, what):
+    """Notes on what the checks could not see: f not complex-analytic, entries whose finite
+    differences are too coarse for a 1% error, culprits located by bisection."""
+    notes = []
+    if comparison.nonanalytic:
+        label, complex_value, central = comparison.nonanalytic[0]
+        notes.append(
+            f"{what} is not complex-analytic (abs, maximum, where or comparisons?): in "
+            f"{len(comparison.nonanalytic)} checks the complex step disagrees with central "
+            f"differences, e.g. {label}: complex step {complex_value:.6g}, central differences "
+            f"{central:.6g}; those checks use central differences"
+        )
+    coarse = [
+        c
+        for c in checks
+        if c[3] <= rtol
+        and not c.random
+        and c[1] != 0
+        and c.noise + c.truncation > UNRESOLVED * max(abs(c[1]), abs(c[2]))
+        and c.atol <= UNRESOLVED * max(abs(c[1]), abs(c[2]))  # atol already allows that much
+    ]
+    if coarse:
+        c = max(coarse, key=lambda c: (c.noise + c.truncation) / max(abs(c[1]), abs(c[2])))
+        notes.append(
+            f"{len(coarse)} of {len(checks)} checks cannot resolve a 1% error: their noise + "
+            f"truncation is above {UNRESOLVED:.1%} of the derivative ({what} too noisy in "
+            f"float64 there, or not smooth), e.g. {c[0]}: {source} {c[1]:.4g}, noise + "
+            f"truncation {c.noise + c.truncation:.2g}"
+        )
+    if comparison.jumps:
+        notes.append(
+            f"{what} jumps at x (not differentiable there?): at {len(comparison.jumps)} checks "
+            f"the finite differences grow like 1/h as h shrinks, e.g. {comparison.jumps[0]}; "
+            "they are judged without a truncation allowance"
+        )
+    if comparison.located:
+        notes.append(
+            "random checks disagreed beyond the finite-difference error; bisecting their "
+            f"entries located {', '.join(comparison.located)}"
+        )
+    return notes
 
 
 def _first_order(given, inputs, outputs, x64, flat_f, x0, notes):
     """The derivative to verify, as ("matrix", J), ("vjp", u ↦ uᵀJ) or ("jvp", v ↦ J v)."""
     if "jacobian" in given:
-        return ("matrix", _matrix(inputs.call(given["jacobian"], x64), outputs, inputs, "jacobian"))
+        matrix = _call(given["jacobian"], inputs, x64, "jacobian")
+        return ("matrix", _matrix(matrix, outputs, inputs, "jacobian"))
     if "grad" in given:
-        g = inputs.flatten(inputs.call(given["grad"], x64), "grad", "a gradient")
+        g = inputs.flatten(_call(given["grad"], inputs, x64, "grad"), "grad", "a gradient")
         return ("vjp", lambda u: u[0] * g)
     if "vjp" in given:
-        pullback = inputs.call(given["vjp"], x64)
+        pullback = _product(given["vjp"], inputs, x64, "vjp", "cotangent -> VJP")
         return (
             "vjp",
             lambda u: inputs.flatten(pullback(outputs.unflatten(u)), "vjp", "a VJP (like x)"),
         )
     if "jvp" in given:
-        pushforward = inputs.call(given["jvp"], x64)
+        pushforward = _product(given["jvp"], inputs, x64, "jvp", "tangent -> JVP")
         return (
             "jvp",
             lambda v: outputs.flatten(
                 pushforward(inputs.unflatten(v)), "jvp", "a JVP (like f's output)"
             ),
         )
-    return ("vjp", _autograd_vjp(flat_f, x0, notes, "f"))
+    return ("vjp", _autograd_vjp(flat_f, x0, notes, "f", "f"))
 
 
 def _legacy_label(inputs):
@@ -813,24 +1580,6 @@ def _legacy_label(inputs):
         return f"direction {index} (random unit vector)"
 
     return label
-
-
-def _autograd_vjp(flat_function, point, notes, what):
-    """autograd's VJP of a flat function at ``point``: u ↦ uᵀJ (one forward pass, kept)."""
-    with warnings.catch_warnings(record=True) as caught, outside():
-        warnings.simplefilter("always")
-        product, _ = autograd.make_vjp(flat_function)(point)
-    if any("independent of input" in str(w.message) for w in caught):
-        notes.append(
-            f"autograd sees {what} as constant in its input (zero derivative); if it is not, "
-            "it was computed with plain numpy where autograd.numpy is needed"
-        )
-
-    def vjp(u):
-        with outside():
-            return np.asarray(product(u), dtype=np.float64)
-
-    return vjp
 
 
 # ---------------------------------------------------------------- autograd primitives
@@ -846,31 +1595,93 @@ def _find_primitive(function):
     return None
 
 
+def _real_float(value):
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, np.ndarray):
+        return np.issubdtype(value.dtype, np.floating)
+    return isinstance(value, (float, np.floating))
+
+
+def _vjp_table(primitive_function):
+    """{argument position: VJP maker} from ``defvjp`` (a None VJP made by translate_vjp), or
+    None for a primitive defined with ``defvjp_argnums``."""
+    maker = primitive_vjps[primitive_function]
+    try:
+        return inspect.getclosurevars(maker).nonlocals.get("vjps_dict")
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_none_vjp(maker):
+    return getattr(maker, "__qualname__", "").startswith("translate_vjp.")
+
+
 def _differentiated(primitive_function, args):
     """The argument positions whose VJP ``defvjp`` defined (not None) and that hold real floats;
     for a primitive defined with ``defvjp_argnums``, every real-float array argument."""
-    maker = primitive_vjps[primitive_function]
-    try:
-        table = inspect.getclosurevars(maker).nonlocals.get("vjps_dict")
-    except (TypeError, ValueError):
-        table = None
-
-    def real_float(value):
-        if isinstance(value, (bool, np.bool_)):
-            return False
-        if isinstance(value, np.ndarray):
-            return np.issubdtype(value.dtype, np.floating)
-        return isinstance(value, (float, np.floating))
-
+    table = _vjp_table(primitive_function)
     if table is None:
-        return [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and real_float(a)]
+        return [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and _real_float(a)]
     return [
         i
         for i, a in enumerate(args)
-        if i in table
-        and not getattr(table[i], "__qualname__", "").startswith("translate_vjp.")
-        and real_float(a)
+        if i in table and not _is_none_vjp(table[i]) and _real_float(a)
     ]
+
+
+def _skipped(primitive_function, args, positions, names):
+    """Notes on the arguments check_vjp leaves out: a VJP declared None, or values that are not
+    real floats (autograd does not differentiate integers or bools)."""
+    table = _vjp_table(primitive_function)
+    notes = []
+    for i, a in enumerate(args):
+        if i in positions:
+            continue
+        if table is not None and i in table and _is_none_vjp(table[i]):
+            notes.append(f"`{names[i]}` (its VJP is None: not differentiated)")
+        elif (table is None or i in table) and isinstance(a, np.ndarray) and a.dtype.kind in "biu":
+            notes.append(
+                f"`{names[i]}` (its values are {a.dtype}, which autograd does not differentiate;"
+                " pass them as floats to check its VJP)"
+            )
+    return [f"not checked: {', '.join(notes)}"] if notes else []
+
+
+def _check_vjp_shapes(function, args, kwargs, positions, names, name, seed):
+    """Call each VJP once, outside autograd: its result must have its argument's shape (a VJP
+    for a broadcast argument must sum the cotangent back). -> a ValueError naming it."""
+    full = [np.array(a, dtype=np.float64) if i in positions else a for i, a in enumerate(args)]
+    try:
+        with outside():
+            ans = function(*full, **kwargs)
+    except Exception as error:
+        raise _user_error("primitive", error, "args") from error
+    rng = np.random.default_rng(seed)
+    if isinstance(ans, (tuple, list)):
+        g = type(ans)(rng.standard_normal(np.shape(a)) for a in ans)
+    else:
+        g = rng.standard_normal(np.shape(ans))
+    for i in positions:
+        try:
+            with outside():
+                result = primitive_vjps[function]((i,), ans, tuple(full), kwargs)(g)
+                result = next(iter(result))
+        except Exception as error:
+            raise ValueError(
+                f"primitive: expected {name}'s VJP for `{names[i]}` to run on a cotangent shaped "
+                f"like its output, got {type(error).__name__}: {error}"
+            ) from error
+        result = getval(result)
+        if not isinstance(result, (np.ndarray, numbers.Number)):
+            continue  # e.g. autograd's SparseObject, which adds itself into the gradient
+        want, got = np.shape(full[i]), np.shape(result)
+        if want != got and math.prod(want) != math.prod(got):
+            raise ValueError(
+                f"primitive: expected {name}'s VJP for `{names[i]}` to return an array of "
+                f"`{names[i]}`'s shape {want}, got shape {got} (for a broadcast argument, sum the "
+                "cotangent over the broadcast axes: unbroadcast it)"
+            )
 
 
 @checked(
@@ -902,6 +1713,9 @@ def check_vjp(
     args: the primitive's arguments (arrays and settings such as an axis or a shape);
       kwargs: keyword arguments, held fixed. argnums: the positions to check (default: every
       real-float argument whose VJP ``defvjp`` defined; a None VJP means "not differentiated").
+      The arguments left out are listed in the report's notes ("not checked: …").
+    Each VJP is first called once on a cotangent shaped like the output: one that returns a
+      shape other than its argument's (a broadcast argument not unbroadcast) is a ValueError.
     order=2 also differentiates the VJP itself (grad-of-grad, docs/design.md §13): the Jacobian
       of (args, u) ↦ uᵀ J for a random cotangent u, from autograd through your VJP.
     The other options are gradcheck's. Entries are named by the primitive's parameters, e.g.
@@ -931,6 +1745,7 @@ def check_vjp(
         except ValueError as error:
             message = str(error).split(": ", 1)[1]
             raise ValueError(f"args: {message} (argument {names[i]!r})") from None
+    _check_vjp_shapes(function, args, kwargs, positions, names, name, seed)
 
     def call(**differentiated):
         full = list(args)
@@ -960,6 +1775,8 @@ def check_vjp(
         report.gradient_name = f"autograd through {name}'s VJP"
     if report.sweep is not None:
         report.sweep.source = report.gradient_name
+    if argnums is None:
+        report.notes += _skipped(function, args, positions, names)
     return report
 
 
@@ -994,14 +1811,19 @@ class StepSweep:
     Truncation falls with h, round-off grows as h shrinks: a V, whose bottom is near
     h* = (3η / (√2 |φ'''|))^(1/3) (about ε^(1/3) when η ≈ ε|φ| and φ''' ≈ φ).
 
-    steps: absolute steps h (relative steps × ``scale``); central, richardson, complex_step:
-    the absolute errors at each (complex_step None when f does not take complex input, see
-    ``complex_note``); chosen_step, chosen_error: gradcheck's step and its error there; noise: η,
-    measured from φ at 17 points 1e-13 apart; value: |φ| = Σ_i |u_i f_i(x)|; third_derivative:
-    |φ'''| from a five-point stencil (None when too small to measure); estimate: the most
-    accurate finite difference (the complex step where f allows it, else Richardson at
-    h = ε^(1/5)); disagrees: the check failed. If the derivative being verified is wrong by δ,
-    every curve floors at δ: no step gets closer, and the floor, not the step, is the finding.
+    steps: absolute steps h, 1e-14 to 1e-1 times ``scale`` (gradcheck's step for this check ÷
+    its starting step ε^(1/3), or ε^(1/5) for Richardson: the sweep is centred where gradcheck
+    stepped; 1 for the complex step's own h); central, richardson, complex_step: the absolute
+    errors at each (complex_step None when f does not take complex input, see ``complex_note``);
+    chosen_step, chosen_error: gradcheck's step and its error there; noise: η, measured from φ
+    at 17 points 1e-13·scale apart; value: |φ| = Σ_i |u_i f_i(x)|; third_derivative: |φ'''| from a
+    five-point stencil (None when too small to measure); estimate: the most accurate finite
+    difference (the complex step where f allows it, else Richardson at h = ε^(1/5)·scale, inside
+    f's domain); disagrees: the check failed; domain_edge: the smallest step at which f was not
+    finite or raised (the sweep stops there: larger steps leave f's domain), with
+    ``edge_reason``; None when every step worked. If the derivative being verified is wrong by
+    δ, every curve floors at δ: no step gets closer, and the floor, not the step, is the
+    finding.
     """
 
     label: str
@@ -1021,6 +1843,8 @@ class StepSweep:
     third_derivative: object
     estimate: float = math.nan
     disagrees: bool = False
+    domain_edge: object = None
+    edge_reason: str = ""
 
     def best(self, method):
         """(step, error) where ``method`` ("central", "richardson", "complex step") did best, or
@@ -1030,7 +1854,7 @@ class StepSweep:
             "richardson": self.richardson,
             "complex step": self.complex_step,
         }[method]
-        if errors is None:
+        if errors is None or not np.any(np.isfinite(errors)):
             return None
         i = int(np.nanargmin(errors))
         return float(self.steps[i]), float(errors[i])
@@ -1061,7 +1885,8 @@ class StepSweep:
         if errors is None:
             return None
         middle = (self.steps >= 1e-8 * self.scale) & (self.steps <= 1e-3 * self.scale)
-        return float(np.median(errors[middle]))
+        middle &= np.isfinite(errors)
+        return float(np.median(errors[middle])) if middle.any() else None
 
     def __repr__(self):
         scale = max(abs(self.derivative), EPS)
@@ -1108,6 +1933,11 @@ class StepSweep:
             "complex step: " if self.complex_step is not None else "complex step not available: "
         )
         lines.append(f"  {prefix}{self.complex_note}")
+        if self.domain_edge is not None:
+            lines.append(
+                f"  the sweep stops at h = {self.domain_edge:.2g}, the edge of f's domain "
+                f"({self.edge_reason})"
+            )
         return "\n".join(lines)
 
     def plot(self, ax=None, path=None):
@@ -1138,12 +1968,14 @@ class StepSweep:
         ax.axvline(
             self.chosen_step, color="C3", ls=":", label=f"gradcheck's h {self.chosen_step:.1e}"
         )
+        if self.domain_edge is not None:
+            ax.axvline(self.domain_edge, color="k", lw=2, alpha=0.4, label="edge of f's domain")
         if self.disagrees:
             offset = abs(self.derivative - self.estimate)
             ax.axhline(
                 offset, color="C3", lw=2, alpha=0.5, label=f"{self.source} is off by {offset:.2g}"
             )
-        else:
+        elif self.best("central") is not None:
             best_h, best_error = self.best("central")
             ax.plot(
                 [best_h], [best_error], "*", color="C3", ms=12, label=f"best central h {best_h:.1e}"
@@ -1158,14 +1990,34 @@ class StepSweep:
         return ax
 
 
-def _step_sweep(F, x0, F0, u, v, scale, check, source, step, method, rtol):
-    """Measure a StepSweep for one check (label, analytic, numeric, rel), along u and v."""
-    label, analytic, numeric, rel = check
+def _step_sweep(F, x0, u, v, check, source, method, rtol):
+    """Measure a StepSweep for one check (a Check), along u and v. Steps at which f is not
+    finite or raises end the sweep there (the edge of f's domain)."""
+    label, analytic, numeric, rel = check[:4]
     phi = lambda vector, where="x": np.array([np.dot(u, F(vector, where))])
+    base = RICHARDSON_STEP if method == "richardson" else DEFAULT_STEP
+    chosen = check.step
+    scale = chosen / base if math.isfinite(chosen) and chosen > 1e-12 else 1.0
     steps = SWEEP_STEPS * scale
-    central = np.array([abs(_central(phi, x0, v, h)[0] - analytic) for h in steps])
-    richardson = np.array([abs(_richardson(phi, x0, v, h)[0] - analytic) for h in steps])
-    reference = estimate = _richardson(phi, x0, v, RICHARDSON_STEP * scale)[0]
+    central, richardson = np.full(steps.size, np.nan), np.full(steps.size, np.nan)
+    edge, reason = None, ""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, h in enumerate(steps):
+            try:
+                c, r = _central(phi, x0, v, h)[0], _richardson(phi, x0, v, h)[0]
+            except ValueError as error:
+                edge, reason = float(h), str(error)
+                break
+            central[i], richardson[i] = abs(c - analytic), abs(r - analytic)
+    usable = steps[np.isfinite(central)]
+    h_ref = RICHARDSON_STEP * scale
+    if edge is not None and usable.size:
+        h_ref = min(h_ref, float(usable[-1]))
+    try:
+        reference = estimate = _richardson(phi, x0, v, h_ref)[0]
+    except ValueError:
+        reference = estimate = numeric
     try:
         complex_values = np.array([_complex_step(phi, x0, v, h)[0] for h in steps])
         tiny = _complex_step(phi, x0, v, COMPLEX_STEP * scale)[0]
@@ -1189,11 +2041,17 @@ def _step_sweep(F, x0, F0, u, v, scale, check, source, step, method, rtol):
     values = np.array([phi(x0 + ti * v)[0] for ti in t])
     residual = values - np.polyval(np.polyfit(t, values, 1), t)
     noise = float(np.sqrt(np.sum(residual**2) / (len(t) - 2)))
-    # φ''' from a five-point stencil, at a step where its rounding (≈ 1.6 η / h³) is small
-    h3 = RICHARDSON_STEP * scale
-    ends = [phi(x0 + k * h3 * v)[0] for k in (2, 1, -1, -2)]
-    third = abs(ends[0] - 2 * ends[1] + 2 * ends[2] - ends[3]) / (2 * h3**3)
-    if third <= 10 * max(noise, EPS * abs(values[8])) / h3**3:
+    # the third derivative from a five-point stencil, at a step where its rounding
+    # (≈ 1.6 η / h³) is small, inside f's domain
+    h3, third = RICHARDSON_STEP * scale, None
+    if edge is not None:
+        h3 = min(h3, edge / 4)
+    try:
+        ends = [phi(x0 + k * h3 * v)[0] for k in (2, 1, -1, -2)]
+        third = abs(ends[0] - 2 * ends[1] + 2 * ends[2] - ends[3]) / (2 * h3**3)
+        if third <= 10 * max(noise, EPS * abs(values[8])) / h3**3:
+            third = None
+    except ValueError:
         third = None
     return StepSweep(
         label=label,
@@ -1205,12 +2063,14 @@ def _step_sweep(F, x0, F0, u, v, scale, check, source, step, method, rtol):
         richardson=richardson,
         complex_step=complex_errors,
         complex_note=note,
-        chosen_step=step * scale,
+        chosen_step=chosen,
         chosen_error=abs(analytic - numeric),
         method=method,
-        value=float(np.dot(np.abs(u), np.abs(F0))),
+        value=float(np.sum(np.abs(u * F(x0)))),
         noise=noise,
         third_derivative=third,
         estimate=float(estimate),
         disagrees=bool(rel > rtol),
+        domain_edge=edge,
+        edge_reason=reason,
     )

@@ -15,7 +15,9 @@ Shared examples: a two-input, two-output primitive with a correct VJP and with a
 one entry; a primitive whose first derivative is right and whose second derivative is correct,
 or 1% off in one entry. iwae_np's verdicts must be the same as the NumPy peers'. When torch can be
 imported, the same examples are written as torch.autograd.Function and torch's own verdicts must
-agree too (skipped otherwise: torch is not installed in CI).
+agree too (skipped otherwise: torch is not installed in CI). The same holds at awkward scales
+(sin at 1e4, log at 1e-4, an entry beside one of 1e10, log-weights at −1e4), for a right gradient
+and for one with a sign slip in one entry.
 """
 
 import autograd
@@ -216,3 +218,75 @@ def test_verdicts_match_torch_itself(wrong):
     assert first is (not wrong) and second is (not wrong)
     assert check_vjp(make_two_in_two_out(wrong), A, B).passed is first
     assert check_vjp(make_cube(wrong), X, order=2).passed is second
+
+
+# ---------------------------------------------------------------- awkward scales
+#
+# Where a step of 6e-6·max(1, |x|) or a floor of max(1, |f|)·100ε/h misled iwae_np (sin at 1e4,
+# log at 1e-4, a gradient entry beside one of 1e10, log-weights at −1e4), PyTorch's fixed
+# eps = 1e-6 gets the verdict right: ours must be the same, for the right derivative and for
+# one with a sign slip in one entry.
+
+AWKWARD = {
+    "sin-at-1e4": (lambda x, m: m.sin(x).sum(), [1e4, 0.5]),
+    "exp-at-1e5": (lambda x, m: m.exp(x - 1e5).sum(), [1e5, 1e5 + 0.3]),
+    "log-at-1e-4": (lambda x, m: m.log(x).sum(), [1e-4, 0.5]),
+    "beside-1e10": (lambda x, m: 1e10 * x[0] + m.sin(x[1:]).sum(), [0.0, 0.3, -1.2, 0.7]),
+    "small-f": (lambda x, m: 1e-3 * m.sin(x).sum(), [0.3, -1.2, 0.7]),
+    "logsumexp-at-1e4": (
+        lambda x, m: m.logsumexp(x, 0),
+        list(-1e4 + np.random.default_rng(6).normal(size=6)),
+    ),
+}
+
+
+def numpy_module():
+    import autograd.numpy as anp
+
+    import iwae_np as iw
+
+    class Module:  # autograd.numpy, with the package's stable logsumexp
+        sin, exp, log = anp.sin, anp.exp, anp.log
+
+        @staticmethod
+        def logsumexp(x, axis):
+            return iw.logsumexp(x, axis=axis)
+
+    return Module
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["right", "sign-slip"])
+@pytest.mark.parametrize("case", list(AWKWARD))
+def test_verdicts_match_pytorchs_at_awkward_scales(case, wrong):
+    expression, x = AWKWARD[case]
+    x = np.array(x)
+    m = numpy_module()
+    f = lambda x: expression(x, m)
+    flip = np.ones(x.size)
+    flip[-1 if case == "beside-1e10" else 1] = -1.0 if wrong else 1.0
+    grad = autograd.grad(f)(x) * flip
+    peer = torch_style_gradcheck(
+        lambda x: (np.asarray(f(x)),), (x,), lambda inputs, g: (g[0] * grad,)
+    )
+    assert peer is (not wrong)
+    assert gradcheck(f, x, grad=lambda x: grad).passed is peer
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    flip_t = torch.tensor(flip, dtype=torch.float64)
+
+    class Slipped(torch.autograd.Function):  # f, with the same backward as ours
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return expression(t, torch)
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            with torch.enable_grad():
+                t = t.detach().requires_grad_(True)
+                (exact,) = torch.autograd.grad(expression(t, torch), t)
+            return g * exact * flip_t
+
+    tensor = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(Slipped.apply, (tensor,), raise_exception=False) is peer
