@@ -47,7 +47,7 @@ from autograd import grad
 from autograd.tracer import getval
 
 from . import threads
-from .checks import checked, finite_result, integer, one_of, optional, positive
+from .checks import all_of, check_fits, checked, finite_result, integer, one_of, optional, positive
 from .evaluate import expected_bound
 from .models import EPS, LAMBDA, THETA, X, one_layer
 from .numerics import log_mean_exp
@@ -252,12 +252,20 @@ def _tail_statistics(windows):
     return mean, error, drift
 
 
+def draws_fit(name, value, arguments):
+    """Rule for k: one step's k draws for every point, and the decoder's output and activations
+    for them (about four (k, n, width) arrays), fit in the memory left."""
+    model, x = arguments["model"], arguments["x"]
+    width = model.eps_dim + model.x_dim + sum(getattr(model, "hidden", ()))
+    return check_fits(name, value, (value, len(x), width), model.dtype, copies=4)
+
+
 @checked(
     model=one_layer("classic VI (a q given per point)"),
     theta=THETA,
     x=X,
     objective=one_of("elbo", "iwae"),
-    k=integer(minimum=1),
+    k=all_of(integer(minimum=1), draws_fit),
     steps=integer(minimum=0),
     tol=optional(positive()),
     lr=optional(positive()),
