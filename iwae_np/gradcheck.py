@@ -81,6 +81,7 @@ from autograd.tracer import getval
 
 from .checks import (
     check_array,
+    check_output_file,
     checked,
     flag,
     integer,
@@ -1849,11 +1850,14 @@ class StepSweep:
     def best(self, method):
         """(step, error) where ``method`` ("central", "richardson", "complex step") did best, or
         None when it was not available."""
-        errors = {
+        methods = {
             "central": self.central,
             "richardson": self.richardson,
             "complex step": self.complex_step,
-        }[method]
+        }
+        if method not in methods:
+            raise ValueError(f"method: expected one of {list(methods)}, got {method!r}")
+        errors = methods[method]
         if errors is None or not np.any(np.isfinite(errors)):
             return None
         i = int(np.nanargmin(errors))
@@ -1877,11 +1881,14 @@ class StepSweep:
     def plateau(self, method):
         """The median error of ``method`` over 1e-8 ≤ h / scale ≤ 1e-3, where truncation and
         round-off are both small for a smooth f: the distance a wrong derivative is off by."""
-        errors = {
+        methods = {
             "central": self.central,
             "richardson": self.richardson,
             "complex step": self.complex_step,
-        }[method]
+        }
+        if method not in methods:
+            raise ValueError(f"method: expected one of {list(methods)}, got {method!r}")
+        errors = methods[method]
         if errors is None:
             return None
         middle = (self.steps >= 1e-8 * self.scale) & (self.steps <= 1e-3 * self.scale)
@@ -1945,6 +1952,8 @@ class StepSweep:
         step, the truncation (∝ h²) and round-off (∝ 1/h) lines, gradcheck's step and the best
         one. ax: a matplotlib Axes (default a new figure); path: save the figure there.
         Returns the Axes. matplotlib is imported here, on first use."""
+        if path is not None:
+            path = check_output_file("path", path)
         import matplotlib.pyplot as plt
 
         if ax is None:
