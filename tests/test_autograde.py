@@ -263,6 +263,9 @@ A3_CASCADE = {  # a wrong normalized_weights (axis 1) that the gradient uses: it
     "a3_weights": A3_RIGHT["a3_weights"].replace("axis=0", "axis=1"),
     "a3_gradient": A3_RIGHT["a3_gradient"],
 }
+A3_ELBO_GRADIENT = dict(  # the ELBO's gradient (weights 1/k) for the IWAE's
+    A3_RIGHT, a3_gradient="def iwae_gradient(jacobian, log_w):\n    return jacobian.mean(axis=0)\n"
+)
 A3_REFERENCE = {  # the package's own functions, one line each
     "a3_bound": "def iwae_bound(log_w):\n    return iw.iwae_bound(log_w)\n",
     "a3_weights": (
@@ -299,10 +302,58 @@ A2_CLOSED_FORM = dict(
     return np.concatenate([m, -0.5 * np.log(np.diag(precision))])
 """,
 )
+A2_DESCENT = dict(A2_RIGHT, a2_fit=A2_RIGHT["a2_fit"].replace("params + lr *", "params - lr *"))
+A2_AUTOGRAD_INTERNALS = dict(
+    A2_RIGHT,
+    a2_gradient="""from autograd.core import VJPNode, backward_pass
+from autograd.tracer import trace
+
+def elbo_gradient(params, m=m, precision=precision):
+    _, end = trace(VJPNode.new_root(), gaussian_elbo, np.asarray(params, float))
+    return backward_pass(1.0, end)
+""",
+)
 A2_WRONG_GRADIENT = dict(
     A2_RIGHT,
     a2_gradient=A2_RIGHT["a2_gradient"].replace("1 - np.diag", "np.diag"),
 )
+
+A1_FLOAT16_WRONG = {  # wrong answers (4 % off; max for logsumexp) cast to float16 for tolerance
+    "a1_normal": NORMAL.replace("return np.sum(", "return (1.04 * np.sum(").replace(
+        "axis=-1)", "axis=-1)).astype(np.float16)"
+    ),
+    "a1_bernoulli": BERNOULLI.replace("return np.sum(", "return (1.04 * np.sum(").replace(
+        "axis=-1)", "axis=-1)).astype(np.float16)"
+    ),
+    "a1_logsumexp": """def logsumexp(a, axis=0):
+    return np.max(a, axis=axis).astype(np.float16)
+""",
+}
+CHEAT_DISABLE_TRIPWIRES = """import sys
+sys.modules["iwae_np.classroom.worker"].set = lambda *a: frozenset()
+
+def logsumexp(a, axis=0):
+    return getattr(sys.modules["iwae_np.numerics"], "logsum" + "exp")(a, axis=axis)
+"""
+CHEAT_GRADER_ENVIRON = """import os
+
+def peek():
+    seen = [k for k in os.environ if k not in ("PATH", "HOME", "TMPDIR", "LANG", "MPLBACKEND",
+            "MPLCONFIGDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "PWD",
+            "LC_CTYPE")]
+    for pid in (os.getppid(), 1):
+        for name in ("environ", "cmdline"):
+            try:
+                with open(f"/proc/{pid}/{name}", "rb") as f:
+                    seen.append(f.read(1))
+            except OSError:
+                pass
+    return seen
+
+
+LEAKED = peek()
+""" + NORMAL.replace("u = (x - mean)", "if LEAKED:\n        return 0\n    u = (x - mean)")
+SYS_EXIT = LOGSUMEXP.replace("m = np.max(", "import sys\n    sys.exit(3)\n    m = np.max(")
 
 A4_LOG_WEIGHTS = """def log_weights(model, theta, x, eps):
     mean, log_std = model.encode(theta, x)
@@ -449,13 +500,38 @@ CATALOGUE = {
         7,
         {"a1_normal_tests": "forbidden"},
     ),
+    # dynamic code (importlib, getattr of a built name) scores every test of the notebook 0
     "a1_obfuscated_reference": (
         A1,
         dict(A1_RIGHT, a1_normal=OBFUSCATED_REFERENCE),
         None,
-        7,
-        {"a1_normal_tests": "forbidden"},
+        0,
+        {"a1_normal_tests": "forbidden", "a1_bernoulli_tests": "forbidden"},
     ),
+    "a1_disable_tripwires": (
+        A1,
+        dict(A1_RIGHT, a1_logsumexp=CHEAT_DISABLE_TRIPWIRES),
+        None,
+        0,
+        {"a1_logsumexp_tests": "forbidden", "a1_normal_tests": "forbidden"},
+    ),
+    "a1_float16_wrong_answers": (A1, A1_FLOAT16_WRONG, None, 0, {}),
+    "a1_reads_grader_environment": (
+        A1,
+        {"a1_normal": CHEAT_GRADER_ENVIRON},
+        None,
+        3,
+        {"a1_normal_tests": "passed"},
+    ),
+    "a2_autograd_internals": (
+        A2,
+        A2_AUTOGRAD_INTERNALS,
+        None,
+        6,
+        {"a2_gradient_tests": "forbidden"},
+    ),
+    "a2_descending_fit": (A2, A2_DESCENT, None, 7, {"a2_fit_tests": "failed"}),
+    "a3_elbo_gradient": (A3, A3_ELBO_GRADIENT, None, 6, {"a3_gradient_tests": "failed"}),
     "a3_read_solution_notebook": (A3, {"a3_bound": CHEAT_READ_SOLUTION}, None, 0, {}),
     "a3_reference_functions": (
         A3,
@@ -480,7 +556,14 @@ CATALOGUE = {
         4,
         {"a4_approximation_gap_tests": "forbidden"},
     ),
-    "a1_background_process": (A1, {"a1_normal": CHEAT_BACKGROUND}, None, 3, {}),
+    # ctypes is refused in answers (0 points), but the cell still runs: the reaper is under test
+    "a1_background_process": (
+        A1,
+        {"a1_normal": CHEAT_BACKGROUND},
+        None,
+        0,
+        {"a1_normal_tests": "forbidden"},
+    ),
     # crashes
     "a1_os_exit_in_a_function": (
         A1,
@@ -518,6 +601,13 @@ CATALOGUE = {
         {"a1_normal_tests": "error"},
     ),
     "a1_memory_hog": (A1, dict(A1_RIGHT, a1_bernoulli=MEMORY_HOG), None, 7, {}),
+    "a1_sys_exit_in_a_function": (
+        A1,
+        dict(A1_RIGHT, a1_logsumexp=SYS_EXIT),
+        None,
+        6,
+        {"a1_logsumexp_tests": "crashed"},
+    ),
 }
 if LANDLOCK >= 6:  # signals to the grader are blocked only from Landlock ABI 6 on
     CATALOGUE["a1_kill_the_grader"] = (A1, {"a1_normal": CHEAT_KILL_GRADER}, None, 3, {})
@@ -635,6 +725,7 @@ def test_crashes_are_recorded_with_the_reason(batch):
     assert "SIGKILL" in text("a1_dead_kernel")
     assert "SyntaxError" in text("a1_syntax_error")
     assert "MemoryError" in text("a1_memory_hog")
+    assert "called sys.exit with code 3" in text("a1_sys_exit_in_a_function")
 
 
 @notebook
@@ -643,7 +734,11 @@ def test_forbidden_names_are_reported(batch):
     feedback = (out / "feedback" / "a1_reference_function" / f"{A1}.txt").read_text()
     assert "iw.normal_logpdf" in feedback
     feedback = (out / "feedback" / "a1_obfuscated_reference" / f"{A1}.txt").read_text()
-    assert "not allow" in feedback and "normal_logpdf" in feedback
+    assert "dynamic code or introspection" in feedback and "import_module" in feedback
+    feedback = (out / "feedback" / "a1_disable_tripwires" / f"{A1}.txt").read_text()
+    assert "sys.modules" in feedback
+    feedback = (out / "feedback" / "a2_autograd_internals" / f"{A2}.txt").read_text()
+    assert "autograd.core" in feedback and "autograd.tracer" in feedback
     feedback = (out / "feedback" / "a2_autograd_for_by_hand_gradient" / f"{A2}.txt").read_text()
     assert "autograd.grad" in feedback
 
@@ -655,6 +750,16 @@ def test_feedback_names_hidden_tests_without_showing_them(batch):
     assert "(hidden test)" in feedback and "hint:" in feedback
     assert "BEGIN HIDDEN" not in feedback and "default_rng(11)" not in feedback
     assert "off by exactly +Σ log σ" in feedback
+    # a failed hidden test shows no input, seed, expected or received value: only a hint
+    assert "a hidden test failed" in feedback and "800" not in feedback
+    assert "1600" not in feedback and "default_rng" not in feedback
+    feedback = (out / "feedback" / "a2_descending_fit" / f"{A2}.txt").read_text()
+    assert "a hidden test failed" in feedback and "you descended" in feedback
+    assert "steps=7" not in feedback and "lr=0.3" not in feedback
+    feedback = (out / "feedback" / "a2_wrong_gradient_right_fit" / f"{A2}.txt").read_text()
+    assert "a hidden test failed" in feedback and "seed 12" not in feedback
+    log = (out / "log" / "a2_descending_fit" / f"{A2}.txt").read_text()
+    assert "steps=7" in log  # the instructor's log keeps the details
     bad = (out / "feedback" / "a1_none_list_shape" / f"{A1}.txt").read_text()
     assert "returned None" in bad and "you returned a list" in bad
     assert "the reduced axis must go" in bad

@@ -272,14 +272,29 @@ def test_hidden_tests_are_labelled_and_hinted():
     passed = checks.hidden_test("iwae_bound", good_iwae, [case], points=1)
     assert passed.passed and passed.name == "iwae_bound (hidden test)"
     failed = checks.hidden_test("iwae_bound", iwae_missing_log_k, [case], hint="mind log k")
-    assert not failed.passed and "input: log_w (3, 2)" in failed.message
+    # the student sees that it failed and the hint, never the input or the values
+    assert not failed.passed and "a hidden test failed" in failed.message
+    assert "log_w (3, 2)" not in failed.message and "expected:" not in failed.message
     assert "hint: mind log k" in failed.message
+    assert "input: log_w (3, 2)" in failed.detail  # kept for the instructor's log
     axis = checks.hidden_test(
         "logsumexp",
         good_logsumexp,
         [("axis 1", checks.Call(log_w, axis=1), good_iwae(log_w.T) + np.log(3))],
     )
     assert not axis.passed  # a Call passes keywords; this expected value is off by log 3 − log 2
+
+
+def test_a_float16_result_gets_no_wider_tolerance_than_float32():
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    four_percent_off = lambda x, mean, log_std: (1.04 * good_normal(x, mean, log_std)).astype(  # noqa: E731
+        np.float16
+    )
+    assert not a1.check_normal_logpdf(four_percent_off).passed
+    expected = np.full(3, 100.0) + x[0]
+    half = checks.tolerances(np.zeros(3, np.float16), 1e-5, 1e-8, expected)
+    single = checks.tolerances(np.zeros(3, np.float32), 1e-5, 1e-8, expected)
+    assert half == single
 
 
 def test_gradient_hint_names_the_part_of_the_wrong_coordinate():
@@ -465,6 +480,48 @@ def test_allowed_names_are_not_reported():
     )
     forbidden = ("iwae_np.estimators", "iwae_np.models.VAE.log_weights", "autograd.grad")
     assert forbidden_uses(allowed, forbidden, SETUP) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import importlib\nf = importlib.import_module('iwae' + '_np').logsumexp\n",
+        "import sys\nsys.modules['iwae_np.classroom.worker'].set = lambda *a: frozenset()\n",
+        "def f(g):\n    return g.__closure__[0].cell_contents\n",
+        "def f(a):\n    ns = {}\n    exec('import scipy.' + 'special as s', ns)\n",
+        "def f(a):\n    return getattr(iw, 'logsum' + 'exp')(a)\n",
+        "def f(a):\n    return vars(iw)['logsumexp'](a)\n",
+        "import gc\nobjects = gc.get_objects()\n",
+        "import ctypes\n",
+        "from iwae_np.classroom import worker\n",
+        "import sys as s\nm = s.modules\n",
+        "import sys\nmodules_of = getattr\n",
+        "import os\nrun = os.system\n",
+        "import subprocess\n",
+        "x = np.load('f.npy', allow_pickle=True)\n",
+    ],
+)
+def test_dynamic_code_and_introspection_are_refused(code):
+    from iwae_np.classroom.notebooks import dynamic_uses
+
+    assert dynamic_uses(code, SETUP), code
+
+
+def test_plain_code_is_not_dynamic():
+    from iwae_np.classroom.notebooks import dynamic_uses
+
+    plain = (
+        "import math, sys, warnings\nimport scipy.special\nfrom scipy.special import softmax\n"
+        "def f(a, axis=0):\n    sys.stderr.write('debug\\n')\n"
+        "    a = np.moveaxis(np.asarray(a, np.float32), axis, 0)\n"
+        "    out = np.full(a.shape[1:], -np.inf, np.float32)\n"
+        "    for index in np.ndindex(*out.shape):\n        out[index] = math.exp(1.0)\n"
+        "    return np.logaddexp.reduce(a, axis=0) + scipy.special.logsumexp(a) + anp.exp(0.0)\n"
+        "class Model:\n    def __init__(self):\n        super().__init__()\n"
+        "    def __reduce__(self):\n        return (Model, ())\n"
+        "value = getattr(np, 'pi')\n"
+    )
+    assert dynamic_uses(plain, SETUP) == []
 
 
 # ------------------------------------------------------------------ the wire

@@ -10,7 +10,7 @@ import autograd
 import numpy as np
 
 from ..bounds import elbo as _ref_elbo
-from .checks import HIDDEN, SIGN_HINT, Call, is_negated, run_cases, substituted
+from .checks import HIDDEN, SIGN_HINT, Call, conceal, is_negated, run_cases, substituted
 
 
 def check_elbo_estimate(student, points=3):
@@ -114,4 +114,14 @@ def check_fit_diagonal(
             )
         )
     name = "fit_diagonal" + (HIDDEN if hidden else "")
-    return run_cases(name, points, full, student, rtol=1e-6, atol=1e-9)
+    result = run_cases(name, points, full, student, rtol=1e-6, atol=1e-9)
+    if hidden:
+        safe = [
+            "start from the given params and take `steps` steps: params = params + lr·gradient",
+            "you descended (params − lr·gradient); VI climbs the ELBO: params + lr·gradient",
+            "your result is the optimum whatever the number of steps: take exactly `steps` "
+            "steps of size `lr` with the gradient",
+            "return the params, an array of shape (4,)",
+        ]
+        result = conceal(result, safe, safe[0])
+    return result

@@ -16,6 +16,7 @@ from .checks import (
     SIGN_HINT,
     CheckResult,
     Memo,
+    conceal,
     describe_error,
     is_negated,
     run_cases,
@@ -224,10 +225,19 @@ def check_gaps(measure, lg, x, encoders, which, points=1, tolerance=0.05, hidden
         )
 
     name = f"{which}_gap" + (HIDDEN if hidden else "")
-    return verdict(
+    result = verdict(
         name,
         points,
         encoders,
         attempt,
         f"  within tolerance of the exact gap for {len(encoders)} encoders",
     )
+    if hidden:
+        safe = [
+            hints[which],
+            SIGN_HINT,
+            "this is the other gap: return (amortization_gap, approximation_gap) in that order",
+            "return two numbers, (amortization_gap, approximation_gap)",
+        ]
+        result = conceal(result, safe, hints[which])
+    return result

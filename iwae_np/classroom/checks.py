@@ -220,10 +220,11 @@ def as_result_array(value, expected_shape):
 
 def tolerances(actual, rtol, atol, expected):
     """rtol, atol widened for a result computed in a lower precision (float32 gives about 1e-7
-    relative error per operation, so a correct float32 solution passes)."""
+    relative error per operation, so a correct float32 solution passes). Never wider than for
+    float32: a result cast to float16 (eps 1e-3) must not buy a tolerance of several percent."""
     dtype = getattr(actual, "dtype", np.dtype(float))
     if dtype.kind == "f" and dtype.itemsize < 8:
-        eps = float(np.finfo(dtype).eps)
+        eps = min(float(np.finfo(dtype).eps), float(np.finfo(np.float32).eps))
         finite = np.abs(expected[np.isfinite(expected)])
         scale = max(1.0, float(finite.max())) if finite.size else 1.0
         return max(rtol, 64 * eps), max(atol, 64 * eps * scale)
@@ -329,7 +330,38 @@ def hidden_test(name, student, cases, points=1, hint=None, rtol=1e-5, atol=1e-8)
             return case_hint
 
         full.append((label, args, expected, diagnose))
-    return run_cases(name + HIDDEN, points, full, student, rtol=rtol, atol=atol)
+    result = run_cases(name + HIDDEN, points, full, student, rtol=rtol, atol=atol)
+    hints = [case[3] if len(case) > 3 else hint for case in cases]
+    failing = hints[result.cases_passed] if result.cases_passed < len(hints) else hint
+    return conceal(result, [h for h in hints if h] + [SIGN_HINT], failing)
+
+
+CONCEALED = "  a hidden test failed (its inputs and expected values stay hidden)"
+
+
+def conceal(result, safe_hints=(), fallback=None):
+    """A failed hidden test's result, made safe to show the student: its message becomes "a hidden
+    test failed" and a hint, with no input label, seed, expected or received value (a student
+    could otherwise turn the feedback into a lookup table). The hint is the one the check gave
+    when it is among ``safe_hints`` (the instructor's hints, written without the inputs), else
+    ``fallback`` (or none). The full message stays on the result as ``detail`` (for the
+    instructor's log; not part of the report's JSON). A passed result is returned unchanged."""
+    if result.passed or getattr(result, "detail", None) is not None:
+        return result
+    given = None
+    for line in result.message.splitlines():
+        if line.strip().startswith("hint:"):
+            given = line.strip()[len("hint:") :].strip()
+    raised = " raised " in result.message and given is None
+    hint = given if given in [h for h in safe_hints if h] else fallback
+    result.detail = result.message
+    lines = [CONCEALED]
+    if raised:
+        lines.append("  your function raised an exception on this hidden input")
+    if hint:
+        lines.append(f"  hint: {hint}")
+    result.message = "\n".join(lines)
+    return result
 
 
 def constant_offset(expected, actual):
@@ -400,9 +432,15 @@ def check_gradient(name, student_grad, f, inputs, points=4, parts=None):
             f"{report.numeric:.10g}, your gradient {report.analytic:.10g}\n  hint: {hint}\n{report}"
         )
 
-    return verdict(
+    result = verdict(
         name, points, inputs, attempt, f"  matches finite differences at all {len(inputs)} inputs"
     )
+    if name.endswith(HIDDEN):
+        sign = "your gradient is exactly the negative at that coordinate: a sign error"
+        hints = [hint for _, _, hint in parts or ()]
+        safe = hints + [sign, "recheck that component of the derivation"]
+        result = conceal(result, safe, "recheck your derivation, coordinate by coordinate")
+    return result
 
 
 def check_value(name, value, expected, tolerance, points, what, hint):

@@ -11,7 +11,9 @@ exception handler, a background process) can reach a score.
 
 A test cell is worth the points the source gives it. Its checks carry points that add up to them
 (a visible check and a hidden one, say), which gives partial credit; a cell that raised with no
-check recorded scores 0. A forbidden name in the answers a test uses scores the test 0.
+check recorded scores 0. A forbidden name in the answers a test uses scores the test 0; dynamic
+code or introspection in any answer cell (``notebooks.dynamic_uses``) scores every test of the
+notebook 0, since it runs in the process that every answer shares.
 
 When the worker dies or runs out of time during a test, that test keeps the points its checks had
 earned, is marked "crashed" or "timeout", and a new worker runs the remaining tests (the answer
@@ -37,6 +39,7 @@ import numpy as np
 from . import checks, notebooks, sandbox, wire
 
 BOOT = "from iwae_np.classroom.worker import main; main()"
+DYNAMIC = " dynamic"  # the key of dynamic code in grade_notebook's static findings
 STARTUP_SECONDS = 60  # importing NumPy and the package in a fresh process, on a busy machine
 MAX_RESTARTS = 6
 
@@ -491,6 +494,10 @@ class Session:
             self.runtime_forbidden.setdefault(grade_id, []).extend(reply["forbidden"])
         if "error" in reply:
             error = SubmissionError(reply["error"])
+            if error.kind == "SystemExit":
+                self.cell_errors[grade_id] = f"your answer cell {grade_id} {exit_call(error)}"
+                self.cell_status[grade_id] = "crashed"
+                return
             self.cell_errors[grade_id] = f"your answer cell {grade_id} raised {error.describe()}"
             self.cell_status[grade_id] = "error"
 
@@ -547,7 +554,10 @@ class Session:
         if reply.get("forbidden"):
             self.used.extend(str(entry) for entry in reply["forbidden"])
         if "error" in reply:
-            raise SubmissionError(reply["error"])
+            error = SubmissionError(reply["error"])
+            if error.kind == "SystemExit":  # the worker survives it, but the test cannot go on
+                raise WorkerGone("crashed", exit_call(error))
+            raise error
         return reply.get("result")
 
     def close(self):
@@ -562,18 +572,27 @@ class Session:
 def grade_notebook(plan, submission, limits, reaper):
     """Grade one submission of the notebook ``plan`` -> NotebookGrade."""
     result = NotebookGrade(plan.name, notes=list(submission.notes))
-    static = {}
+    static, dynamic = {}, []
     for cell in plan.answers:
         uses = []
+        entries = notebooks.ALWAYS_FORBIDDEN + tuple(cell.forbidden) + cell.forbidden_in_code
         for code in submission.answers.get(cell.grade_id, []):
-            uses += notebooks.forbidden_uses(
-                code, notebooks.ALWAYS_FORBIDDEN + tuple(cell.forbidden), plan.setup_code
-            )
+            uses += notebooks.forbidden_uses(code, entries, plan.setup_code)
+            dynamic += [
+                f"answer cell {cell.grade_id}, {use}"
+                for use in notebooks.dynamic_uses(code, plan.setup_code)
+            ]
         if uses:
             static[cell.grade_id] = uses
             result.notes.append(
                 f"answer cell {cell.grade_id} uses names it must not: " + "; ".join(uses)
             )
+    if dynamic:
+        result.notes.append(
+            "dynamic code or introspection, which the grader does not accept in answers: "
+            + "; ".join(dynamic)
+        )
+        static[DYNAMIC] = dynamic
     session = Session(plan, submission, limits, reaper)
     began = time.monotonic()
     try:
@@ -619,6 +638,17 @@ def run_test(session, plan, cell, namespace, static, fatal):
         return TestGrade(plan.name, cell.grade_id, points, cell.points, status, message)
 
     needs = plan.depends_on(cell)
+    if static.get(DYNAMIC):
+        return grade(
+            0.0,
+            "forbidden",
+            "not scored: your answers use dynamic code or introspection ("
+            + "; ".join(static[DYNAMIC])
+            + "). The grader cannot check what such code calls, and it runs in the same process "
+            "as every answer, so every test of this notebook scores 0. Call functions by their "
+            "names, without exec, eval, importlib, sys.modules, getattr with a computed name, "
+            "frames or gc.",
+        )
     flagged = [u for c in needs for u in static.get(c.grade_id, [])]
     if flagged:
         return grade(
@@ -646,6 +676,10 @@ def run_test(session, plan, cell, namespace, static, fatal):
             failure = error
     session.test_deadline, session.test_cpu_limit = session.deadline, None
     results = report.results[before:] if isinstance(report, checks.Report) else []
+    for result in results:  # a failed hidden test shows the student no input, value or seed
+        if result.name.endswith(checks.HIDDEN) and not result.passed:
+            checks.conceal(result)
+            session.log.append(f"{cell.grade_id}: {result.name} failed:\n{result.detail}")
     earned = min(cell.points, sum(r.points for r in results))
     worth = sum(r.max_points for r in results)
     if gone is None and results and worth != cell.points:
@@ -679,6 +713,14 @@ def run_test(session, plan, cell, namespace, static, fatal):
         earned = cell.points  # a test cell without checks passes by running without error
     status = "passed" if earned >= cell.points else "partial" if earned > 0 else "failed"
     return grade(float(earned), status, "\n".join(messages))
+
+
+def exit_call(error):
+    """What a SystemExit in the worker says, without its message (which the submission chooses,
+    and could fill with a hidden test's inputs): only an integer exit code is shown."""
+    code = error.text.strip()
+    shown = f" with code {code}" if code.lstrip("-").isdigit() and len(code) < 6 else ""
+    return f"called sys.exit{shown}: the code stopped itself (no result)"
 
 
 def explain(error, plan, session):

@@ -16,7 +16,16 @@ An answer cell can declare names its solution must not use, in its metadata:
 ``"iwae_np": {"forbidden": ["iwae_np.distributions", "autograd.grad", …]}``; an entry is a
 module (anything defined in it), a function, or a method ("iwae_np.models.VAE.log_weights").
 ``forbidden_uses`` finds them in the code (``worker.Tripwires`` also catches calls at run time).
-Every answer cell also forbids the grading code itself (``ALWAYS_FORBIDDEN``).
+Entries under ``"forbidden_in_code"`` are checked in the code only (modules such as
+``autograd.core``, which the package itself calls internally, so a run-time tripwire on them would
+fire on allowed code). Every answer cell also forbids the grading code itself
+(``ALWAYS_FORBIDDEN``).
+
+Anything checked at run time can be undone by the submission, which runs in the same process.
+What decides is the check of the code, here in the grader: ``dynamic_uses`` refuses answer cells
+that use dynamic code or introspection (``exec``, ``eval``, ``importlib``, ``sys.modules``,
+``getattr`` with a computed name, ``__closure__``, frames, ``gc``, ``ctypes``, the grading
+modules, …), since the code check cannot see what such code reaches.
 """
 
 import ast
@@ -53,6 +62,7 @@ class SourceCell:
     defines: set = field(default_factory=set)
     uses: set = field(default_factory=set)
     forbidden: tuple = ()
+    forbidden_in_code: tuple = ()
 
 
 @dataclass
@@ -223,6 +233,8 @@ def load_source(path):
         if role == "test" and not points > 0:
             raise ValueError(f"source: expected points > 0 on test cell {grade_id!r} of {path}")
         forbidden = tuple(str(e) for e in metadata(cell, "iwae_np").get("forbidden", ()))
+        in_code = metadata(cell, "iwae_np").get("forbidden_in_code", ())
+        in_code = tuple(str(e) for e in in_code) if isinstance(in_code, list) else ()
         code = without_magics(cell["source"])
         cells.append(
             SourceCell(
@@ -235,6 +247,7 @@ def load_source(path):
                 defines=top_level_names(code) if role in ("answer", "setup") else set(),
                 uses=used_names(code),
                 forbidden=forbidden,
+                forbidden_in_code=in_code,
             )
         )
     name = os.path.splitext(os.path.basename(path))[0]
@@ -340,7 +353,8 @@ def home_modules(value, depth=4):
     for _ in range(depth):
         try:
             name = getattr(value, "__module__", None)
-            if isinstance(name, str):
+            wrapper = name == "autograd.tracer" and getattr(value, "fun", None) is not None
+            if isinstance(name, str) and not wrapper:  # a primitive counts as what it wraps
                 names.append(name)
             value = getattr(value, "__wrapped__", None) or getattr(value, "fun", None)
         except Exception:  # an object whose attributes raise
@@ -421,7 +435,8 @@ def forbidden_uses(code, forbidden, setup_code=""):
     except SyntaxError:
         return []  # it cannot run either: reported as a syntax error
     entries = [Entry.of(name) for name in forbidden]
-    roots = {entry.name.split(".")[0] for entry in entries}
+    # autograd too: its wrappers (autograd.scipy.special.logsumexp) lead to forbidden functions
+    roots = {entry.name.split(".")[0] for entry in entries} | {"autograd"}
     methods = {entry.method: entry.name for entry in entries if entry.method}
     aliases = import_aliases(setup_code, code)
     found = {}
@@ -484,4 +499,170 @@ def forbidden_uses(code, forbidden, setup_code=""):
                         found.setdefault(
                             node.lineno, f"line {node.lineno}: {inner.split(': ', 1)[1]}"
                         )
+    return [found[line] for line in sorted(found)]
+
+
+# ------------------------------------------------------------------ dynamic code
+
+# modules an answer may not import at all: they run code built from strings, reach other modules
+# or the interpreter's internals, or start other programs
+DYNAMIC_MODULES = (
+    "importlib",
+    "imp",
+    "inspect",
+    "gc",
+    "ctypes",
+    "_ctypes",
+    "cffi",
+    "builtins",
+    "marshal",
+    "pickle",
+    "_pickle",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "copyreg",
+    "runpy",
+    "code",
+    "codeop",
+    "pkgutil",
+    "zipimport",
+    "subprocess",
+    "_posixsubprocess",
+    "multiprocessing",
+    "pty",
+    "posix",
+    "timeit",
+    "doctest",
+    "cProfile",
+    "profile",
+    "pdb",
+    "bdb",
+    "trace",
+    "unittest",
+    "pydoc",
+    "site",
+    "string",
+    "_thread",
+    "iwae_np.classroom",
+)
+# attributes that lead to code objects, frames, namespaces, modules or string-named lookups
+DYNAMIC_ATTRIBUTES = frozenset(
+    """__closure__ __code__ __globals__ __dict__ __builtins__ __subclasses__ __bases__ __base__
+    __mro__ __getattribute__ __getattr__ __setattr__ __delattr__ __func__ __self__ __wrapped__
+    __loader__ __spec__ __import__ __traceback__ __reduce__ __reduce_ex__ __defaults__
+    __kwdefaults__ __init_subclass__ __class_getitem__ f_locals f_globals f_back f_code
+    f_builtins tb_frame tb_next gi_frame gi_code cr_frame ag_frame cell_contents co_consts
+    co_code _getframe settrace setprofile _current_frames addaudithook meta_path path_hooks
+    path_importer_cache modules ctypeslib attrgetter methodcaller import_module reload
+    exec_module spec_from_file_location module_from_spec load_module find_spec read_pickle
+    get_field classroom""".split()
+)
+DYNAMIC_NAMES = frozenset(
+    "exec eval compile __import__ globals locals vars breakpoint __builtins__ __loader__ "
+    "__spec__ getattr setattr delattr".split()
+)
+# sys and os: the attributes an answer may use (sys), or may not (os)
+SYS_ALLOWED = frozenset(
+    "stdout stderr float_info float_repr_style int_info hash_info maxsize version version_info "
+    "platform byteorder setrecursionlimit getrecursionlimit getsizeof exit".split()
+)
+OS_BANNED_PREFIXES = ("system", "popen", "exec", "spawn", "posix_spawn", "fexecve")
+
+
+def dynamic_path(path):
+    """Why the dotted ``path`` (an import, or an attribute chain from an imported name) is dynamic
+    code or introspection, or None."""
+    parts = path.split(".")
+    for module in DYNAMIC_MODULES:
+        if path == module or path.startswith(module + "."):
+            return f"the module {module}"
+    if parts[0] == "sys" and len(parts) > 1 and parts[1] not in SYS_ALLOWED:
+        return f"sys.{parts[1]}"
+    if parts[0] == "os" and len(parts) > 1 and parts[1].startswith(OS_BANNED_PREFIXES):
+        return f"os.{parts[1]} (another program)"
+    for part in parts[1:]:
+        if part in DYNAMIC_ATTRIBUTES:
+            return f"the attribute {part}"
+    return None
+
+
+def dynamic_uses(code, setup_code=""):
+    """Where an answer's ``code`` uses dynamic code or introspection: a list of
+    "line N: `text` (reason)", one per line. Such code can reach any function under a name built
+    at run time, or switch off the worker's run-time checks, so the grader cannot tell what it
+    calls; the code itself is what the grader trusts."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []  # it cannot run either: reported as a syntax error
+    aliases = import_aliases(setup_code, code)
+    found = {}
+
+    def flag(node, why):
+        text = ast.unparse(node)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        found.setdefault(node.lineno, f"line {node.lineno}: `{text}` ({why})")
+
+    attribute_values = set()
+    called = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            attribute_values.add(id(node.value))
+        elif isinstance(node, ast.Call):
+            called.add(id(node.func))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                why = dynamic_path(a.name)
+                if why:
+                    flag(node, why)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                flag(node, "a relative import")
+                continue
+            for a in node.names:
+                why = dynamic_path(module) or dynamic_path(f"{module}.{a.name}")
+                if why is None and (a.name in DYNAMIC_ATTRIBUTES or a.name in DYNAMIC_NAMES):
+                    why = f"{a.name}"
+                if why is None and module in ("sys", "os") and a.name == "*":
+                    why = f"from {module} import *"
+                if why:
+                    flag(node, why)
+        elif isinstance(node, ast.Attribute):
+            chain, base = [node.attr], node.value
+            while isinstance(base, ast.Attribute):
+                chain.append(base.attr)
+                base = base.value
+            if node.attr in DYNAMIC_ATTRIBUTES:
+                flag(node, f"the attribute {node.attr}")
+            elif isinstance(base, ast.Name) and base.id in aliases:
+                why = dynamic_path(".".join([aliases[base.id]] + chain[::-1]))
+                if why:
+                    flag(node, why)
+        elif isinstance(node, ast.Name):
+            if node.id in DYNAMIC_NAMES:
+                if node.id in ("getattr", "setattr", "delattr") and id(node) in called:
+                    continue  # checked with its arguments below
+                flag(node, f"{node.id}")
+            elif aliases.get(node.id) in ("sys", "os") and id(node) not in attribute_values:
+                flag(node, f"the module {aliases[node.id]} used as a value")
+        elif isinstance(node, ast.Call):
+            function = node.func
+            if isinstance(function, ast.Name) and function.id in ("getattr", "setattr", "delattr"):
+                name = node.args[1] if len(node.args) > 1 else None
+                literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
+                if not literal:
+                    flag(node, f"{function.id} with a name computed at run time")
+                elif name.value in DYNAMIC_ATTRIBUTES or name.value.startswith("__"):
+                    flag(node, f"{function.id} of {name.value}")
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg == "allow_pickle" and not (
+                    isinstance(value, ast.Constant) and value.value is False
+                ):
+                    flag(node, "a pickle (it runs code when loaded)")
     return [found[line] for line in sorted(found)]

@@ -33,6 +33,7 @@ RULE_PATH_BENEATH = 1
 CREATE_RULESET_VERSION = 1
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 PR_GET_CHILD_SUBREAPER = 37
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 
 # file-system rights, by the ABI that introduced them
 FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1, 2, 4, 8
@@ -147,8 +148,15 @@ def readable_paths():
         if entry and os.path.basename(entry) in ("site-packages", "dist-packages"):
             paths.add(entry)
     paths |= {"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache"}
-    paths |= {"/proc", "/sys/devices/system/cpu", "/dev/urandom", "/dev/zero"}
+    paths |= {"/sys/devices/system/cpu", "/dev/urandom", "/dev/zero"}
+    paths |= {"/proc/cpuinfo", "/proc/meminfo"}
     return sorted(os.path.realpath(p) for p in paths if os.path.exists(p))
+
+
+def own_proc_paths():
+    """The part of /proc a worker may read: its own /proc/PID (what /proc/self leads to), never
+    another process's (the grader's environ and cmdline, or another worker's)."""
+    return [f"/proc/{os.getpid()}"]
 
 
 def reachable(path, roots):
@@ -224,6 +232,7 @@ class Reaper:
         self.before = set()
         self.subreaper = False
         self.previous = 0
+        self.dumpable = -1
 
     def __enter__(self):
         library = libc() if sys.platform.startswith("linux") else None
@@ -232,6 +241,10 @@ class Reaper:
             library.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
             self.previous = flag.value
             self.subreaper = library.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            # not dumpable: a process of the same user (without CAP_SYS_PTRACE) cannot read
+            # the grader's /proc/PID/environ, cmdline or memory; Landlock is the main fence
+            self.dumpable = library.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+            library.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         me = os.getpid()
         self.before = {pid for pid, (parent, _) in process_table().items() if parent == me}
         return self
@@ -243,6 +256,8 @@ class Reaper:
         self.sweep()
         if self.subreaper:
             libc().prctl(PR_SET_CHILD_SUBREAPER, self.previous, 0, 0, 0)
+        if self.dumpable > 0:
+            libc().prctl(PR_SET_DUMPABLE, self.dumpable, 0, 0, 0)
         return False
 
     def spawn(self, start):

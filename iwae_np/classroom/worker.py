@@ -326,7 +326,8 @@ def main():
     sandbox.die_with_parent(config["parent"])
     sandbox.set_limits(config["memory"], config["cpu"], config["file_size"])
     if config["landlock"]:
-        sandbox.landlock(config["read"], config["write"], config["landlock"])
+        read = list(config["read"]) + sandbox.own_proc_paths()
+        sandbox.landlock(read, config["write"], config["landlock"])
     worker = Worker(request_fd, reply_fd)
     worker.tripwires.entries = list(config["forbidden"])
     worker.rescan()
