@@ -17,6 +17,8 @@ trainer adapts its thread count to the machine's load (iwae_np/threads.py). Test
 ``blas_threads`` run with the machine's own setting.
 """
 
+import time
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -122,13 +124,46 @@ def assert_normal_sample():
     return _assert_normal_sample
 
 
+# lesson path -> (the executed notebook, seconds it took): each lesson runs once per session,
+# whichever test asks first (tests/test_lessons.py, tests/test_lesson_claims.py)
+EXECUTED_LESSONS = {}
+
+
+@pytest.fixture(scope="session")
+def executed_lesson():
+    """executed_lesson(path) -> the notebook run top to bottom with nbclient, as a student runs
+    it (CellExecutionError, naming the cell, on any error); executed on first use only."""
+
+    def run(path):
+        if path not in EXECUTED_LESSONS:
+            import nbformat  # here: its validator takes seconds to load, at every collection
+            from nbclient import NotebookClient
+
+            notebook = nbformat.read(path, as_version=4)
+            started = time.perf_counter()
+            NotebookClient(
+                notebook,
+                timeout=300,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
+            EXECUTED_LESSONS[path] = (notebook, time.perf_counter() - started)
+        return EXECUTED_LESSONS[path][0]
+
+    return run
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print each notebook test's run time (CI's log keeps them; the 60 s budget per lesson is
-    checked by eye, not by a timed test)."""
+    """Print each lesson's and each other notebook test's run time (CI's log keeps them; the 60 s
+    budget per lesson is checked by eye, not by a timed test)."""
+    if EXECUTED_LESSONS:
+        terminalreporter.write_sep("-", "lesson run times (s), one execution each")
+        for path, (_, seconds) in sorted(EXECUTED_LESSONS.items()):
+            terminalreporter.write_line(f"{path.stem:<70} {seconds:6.1f}")
     reports = [
         r
         for r in terminalreporter.stats.get("passed", [])
-        if r.when == "call" and "notebook" in r.keywords
+        if r.when == "call" and "notebook" in r.keywords and "lesson" not in r.nodeid
     ]
     if reports:
         terminalreporter.write_sep("-", "notebook run times (s)")

@@ -23,15 +23,5 @@ def test_lesson_is_stored_without_outputs(path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_runs_top_to_bottom(path):
-    import nbformat  # here: nbformat's validator takes seconds to load, at every collection
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()  # raises CellExecutionError, with the failing cell, on any error
+def test_lesson_runs_top_to_bottom(path, executed_lesson):
+    executed_lesson(path)  # raises CellExecutionError, with the failing cell, on any error
