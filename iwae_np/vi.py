@@ -308,6 +308,14 @@ def fit_local(
     seed: for ε. eval_replicates: fresh draws for the final bound.
     Returns a LocalFit; raises LocalFitDiverged (keeping the last good λ) if the bound or its
     gradient stops being finite.
+
+    How far to trust ``converged`` (an independent check on linear-Gaussian models, where q* is
+    known): with the defaults, every point flagged converged was within 0.03 of q*'s mean and 3%
+    of its σ, and the points that were not (posterior correlations beyond about 0.9, or
+    z_dim > x_dim) were reported as not converged. The standard error comes from batch means and
+    assumes nearly independent iterates; with method="adam", k below about 10, a looser tol, or
+    objective="iwae", the iterates are more correlated, the standard error is too small, and a
+    point can be flagged converged while still several standard errors from q*.
     """
     n, d = len(x), model.z_dim
     if init is None:
