@@ -130,7 +130,7 @@ def reparameterize(mean, log_std, eps):
 
 
 @checked(
-    returns=Z_FINITE,
+    returns=finite_result("mean, log_std", "z = μ + σ·ε overflowed the dtype"),
     rng=generator(),
     mean=real(),
     log_std=all_of(SCALE, broadcasting("mean", "log_std")),

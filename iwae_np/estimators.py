@@ -28,6 +28,7 @@ from autograd.tracer import getval
 from .bounds import iwae_bound, miwae_bound
 from .checks import check_fits, checked, integer, one_of, real
 from .models import EPS, THETA, X
+from .numerics import select, stop_gradient
 
 ESTIMATORS = ("iwae", "stl", "dreg", "piwae")
 
@@ -37,11 +38,11 @@ def normalized_weights(log_w):
     """w̃_i = w_i / Σ_j w_j, the softmax of log w over the k axis, as a constant (no gradient
     flows through it). log_w: (k, ...) -> (k, ...). A column whose weights are all 0 (every
     log w = −inf) has no normalization; its w̃ are 0, as in the bounds' gradients (numerics)."""
-    value = getval(log_w)
-    shift = value.max(axis=0, keepdims=True)
-    w = np.exp(value - np.where(np.isfinite(shift), shift, 0.0))
-    total = w.sum(axis=0, keepdims=True)
-    return w / np.where(total > 0, total, 1.0)
+    constant = stop_gradient(log_w)  # constant for the derivative being taken, not for outer ones
+    shift = getval(log_w).max(axis=0, keepdims=True)
+    w = anp.exp(constant - np.where(np.isfinite(shift), shift, 0.0))
+    total = anp.sum(w, axis=0, keepdims=True)
+    return w / select(getval(total) > 0, total, 1.0)
 
 
 @checked(estimator=one_of(*ESTIMATORS), m=integer(minimum=1))

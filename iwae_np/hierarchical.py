@@ -111,6 +111,7 @@ class TwoLayerVAE(VAE):
     def _split(self, out, size):
         return out[..., :size], out[..., size:]
 
+    @checked(z=LATENT)
     def split_layers(self, z):
         """The full latent (..., h1_dim + h2_dim) as [h1 (..., h1_dim), h2 (..., h2_dim)]."""
         return list(self._split(z, self.h1_dim))

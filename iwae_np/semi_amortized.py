@@ -18,6 +18,7 @@ from autograd.tracer import getval
 from .bounds import elbo
 from .checks import check_int, check_positive, checked, finite_result, flag, no_nan, positive
 from .models import THETA, X, one_layer
+from .numerics import stop_gradient
 
 
 def _point_elbos(model, theta, x, lam, eps):
@@ -96,7 +97,7 @@ def semi_amortized_elbo(model, theta, x, eps, lr=0.1, from_encoder=True, through
     """
     lam = refine(model, theta, x, eps[:-1], lr, from_encoder)
     if not through_steps:
-        lam = getval(lam)
+        lam = stop_gradient(lam)  # a constant for θ's gradient; outer derivatives still see it
     return _point_elbos(model, theta, x, lam, eps[-1])
 
 

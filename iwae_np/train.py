@@ -429,6 +429,7 @@ def _check_history(history, epochs, checkpoint):
             and is_number(record.get("train_bound"))
             and (record.get("test_bound") is None or is_number(record.get("test_bound")))
             and is_number(record.get("seconds"))
+            and record["seconds"] >= 0
         ):
             raise ValueError(
                 f"checkpoint: expected history record {number} as train writes it "

@@ -43,6 +43,12 @@ def read_idx(path):
                 )
             shape = struct.unpack(f">{ndim}I", dims)
             expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
+            on_disk = os.path.getsize(path) - 4 - 4 * ndim
+            if opener is open and on_disk != expected:  # an uncompressed file's size is known
+                raise ValueError(
+                    f"path: expected {expected} data bytes for shape {shape}, got {on_disk} "
+                    f"in {path!r} (truncated or corrupt)"
+                )
             check_fits("path", path, (expected,), np.uint8, copies=2)
             data = f.read(expected + 1)
     except (OSError, EOFError, zlib.error) as error:  # unreadable, or a corrupt gzip stream
