@@ -230,3 +230,28 @@ def test_a_gzip_idx_file_that_claims_gigabytes_is_refused_before_reading(tmp_pat
     corrupt.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1, 0, 0, 0, 4, 1, 2, 3, 4]))[:-12] + b"x")
     with pytest.raises(ValueError, match="^path: expected a readable IDX file"):
         idx.read_idx(corrupt)
+
+
+@pytest.mark.parametrize("which", ["svi step", "dreg"])
+def test_second_derivatives_through_constant_parts_match_finite_differences(which):
+    # λ_K held constant (through_steps=False) and DReG's w̃² are constants for θ's gradient only:
+    # the derivative of that gradient must still see them move with θ
+    rng = np.random.default_rng(0)
+    model = iw.VAE(4, 2, hidden=(5,))
+    theta = model.init(seed=0) + 0.1 * rng.standard_normal(model.layout.size)
+    x = np.array([[1.0, 0, 1, 0], [0, 1, 1, 0]])
+    if which == "svi step":
+        eps = rng.standard_normal((3, 2, 2, 2))
+        gradient = autograd.grad(
+            lambda t: anp.mean(
+                semi_amortized.semi_amortized_elbo(model, t, x, eps, lr=0.05, through_steps=False)
+            )
+        )
+    else:
+        eps = rng.standard_normal((4, 2, 2))
+        gradient = lambda t: estimators.gradient(model, t, x, eps, "dreg")  # noqa: E731
+    u, v = rng.standard_normal((2, model.layout.size))
+    hvp = autograd.grad(lambda t: anp.sum(gradient(t) * v))(theta) @ u
+    h = 1e-5
+    differences = v @ (gradient(theta + h * u) - gradient(theta - h * u)) / (2 * h)
+    assert hvp == pytest.approx(differences, rel=1e-6)
