@@ -40,6 +40,8 @@ class TwoLayerVAE(VAE):
     "encoder.h2.*" (q(h2|h1)); the decoder's "decoder.*" (p(x|h1)) and "decoder.h1.*" (p(h1|h2)),
     so ``layout.mask("encoder.")`` still selects all of q."""
 
+    SIZE_ARGUMENTS = "x_dim, h1_dim, h2_dim, hidden1, hidden2"  # what sets θ's length
+
     @checked()
     def __init__(
         self,
@@ -53,7 +55,9 @@ class TwoLayerVAE(VAE):
         dtype="float64",
         fast=True,
     ):
-        check_int("h1_dim", h1_dim, minimum=1)  # named as the caller wrote it, not the VAE's z_dim
+        # named as the caller wrote them, not as the VAE's z_dim and hidden
+        check_int("h1_dim", h1_dim, minimum=1)
+        check_sizes("hidden1", hidden1)
         super().__init__(
             x_dim,
             h1_dim,

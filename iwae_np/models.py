@@ -157,6 +157,8 @@ class VAE:
     one stochastic layer is z, so ``layer_dims`` is (z_dim,) and the full latent is z.
     """
 
+    SIZE_ARGUMENTS = "x_dim, z_dim, hidden, decoder_hidden"  # what sets θ's length
+
     @checked()
     def __init__(
         self,
@@ -248,7 +250,8 @@ class VAE:
         [1e-3, 1 − 1e-3]), so the first steps learn structure instead of the average image.
         """
         seed = check_int("seed", seed, minimum=0)
-        check_fits("hidden", self.hidden, (self.layout.size,), self.dtype, copies=2)
+        # θ and its gradient must fit: blame every size argument (the layout is their product)
+        check_fits(self.SIZE_ARGUMENTS, self.layout.size, (self.layout.size,), self.dtype, copies=2)
         theta = init_theta(self.layout, np.random.default_rng(seed), self.dtype)
         # The log σ half of the encoder's output layer starts at 0, so every q starts with σ = 1,
         # the prior's scale. σ = exp(·) amplifies a random start exponentially: with Glorot

@@ -1742,7 +1742,7 @@ def test_vae_init_contract():
     # argument, not a MemoryError
     judge(
         "VAE.init",
-        ("seed", "x", "x_dim", "z_dim", "hidden"),
+        ("seed", "x", "x_dim", "z_dim", "hidden", "decoder_hidden"),
         lambda: iw.VAE(10**12, 2, hidden=()).init(0),
         EITHER,
         lambda theta: None,
@@ -1751,7 +1751,7 @@ def test_vae_init_contract():
     )
     judge(
         "VAE.init",
-        ("seed", "x", "x_dim", "z_dim", "hidden"),
+        ("seed", "x", "x_dim", "z_dim", "hidden", "decoder_hidden"),
         lambda: iw.VAE(2, 1, hidden=(10**13,)).init(0),
         EITHER,
         lambda theta: None,
