@@ -51,7 +51,7 @@ def normal_logpdf(x, mean, log_std):
     # When 1/σ itself overflows (log σ < −709.78 in float64) but u does not (a residual of
     # 1e-320 with log σ = −710 has u ≈ 2e-12), 1/σ is applied as two halves exp(−log σ / 2).
     exponent = -log_std * (getval(residual) != 0)
-    log_max = math.log(np.finfo(np.result_type(getval(exponent), np.float32)).max)
+    log_max = float(np.log(np.finfo(np.result_type(getval(exponent), np.float32)).max))
     split = np.max(getval(exponent), initial=-np.inf) > log_max
     inverse_std = anp.exp(exponent / 2 if split else exponent)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -97,7 +97,7 @@ def _finite_scale(name, value, arguments):
     exp(709.78) in float64, exp(88.72) in float32). An infinite σ is no normal distribution,
     and σ · ε would be inf, or NaN where ε = 0."""
     array = np.asarray(getval(value))
-    limit = math.log(np.finfo(array.dtype).max)
+    limit = float(np.log(np.finfo(array.dtype).max))  # np.log: a long double's max is no float
     too_large = array > limit
     if too_large.any():
         index = tuple(int(i) for i in np.argwhere(too_large)[0])
