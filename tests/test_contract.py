@@ -693,7 +693,8 @@ def sigma_overflows(log_std):
     """exp(log_std) is not finite in log_std's dtype: a refusal is allowed."""
     if log_std.f64 is None:
         return False
-    return bool((log_std.f64 > math.log(np.finfo(log_std.dtype).max)).any())
+    # np.log, not math.log: a long double's largest value is no Python float (math.log gives inf)
+    return bool((log_std.f64 > float(np.log(np.finfo(log_std.dtype).max))).any())
 
 
 def reparameterize_reference(mean, log_std, eps, shape):
