@@ -18,6 +18,7 @@ trainer adapts its thread count to the machine's load (iwae_np/threads.py). Test
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,51 @@ def executed_lesson():
         return EXECUTED_LESSONS[path][0]
 
     return run
+
+
+LESSONS_FOLDER = Path(__file__).resolve().parents[1] / "lessons"
+_CLAIMS = {}  # lesson stem -> {claim name: value}
+
+
+def _value(text):
+    """A claim's value: True/False, a number, or a comma-separated list of numbers."""
+    if text in ("True", "False"):
+        return text == "True"
+    if "," in text:
+        return np.array([float(part) for part in text.split(",")])
+    return float(text)
+
+
+def printed_claims(notebook):
+    """{name: value} from every printed line ``CLAIM name=value`` (a name printed twice is an
+    error: each claim has one source)."""
+    claims = {}
+    for cell in notebook.cells:
+        # a cell's printed text can arrive in several stream outputs, split anywhere
+        text = "".join(
+            output["text"]
+            for output in cell.get("outputs", [])
+            if output.get("output_type") == "stream" and output.get("name") == "stdout"
+        )
+        for line in text.splitlines():
+            if line.startswith("CLAIM "):
+                name, _, value = line[len("CLAIM ") :].partition("=")
+                assert name not in claims, f"claim {name!r} printed twice"
+                claims[name] = _value(value.strip())
+    return claims
+
+
+@pytest.fixture(scope="session")
+def lesson_claims(executed_lesson):
+    """lesson_claims(stem) -> the lesson's printed claims (the lesson runs once per session,
+    shared by every test that asks, through ``executed_lesson``)."""
+
+    def get(stem):
+        if stem not in _CLAIMS:
+            _CLAIMS[stem] = printed_claims(executed_lesson(LESSONS_FOLDER / f"{stem}.ipynb"))
+        return _CLAIMS[stem]
+
+    return get
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -322,6 +322,14 @@ def run_bench(args):
     return 0
 
 
+def run_lessons(args):
+    from . import lessons
+
+    written = lessons.release(args.source, args.out)
+    print(f"wrote {len(written)} student copies of the lessons under {args.out}")
+    return 0
+
+
 def run_assignments(args):
     from .. import classroom
 
@@ -448,6 +456,19 @@ def build_parser():
 
     add_autograde_arguments(autograde)
     assignments.set_defaults(run=run_assignments)
+
+    lessons = commands.add_parser("lessons", help="student copies of the lessons")
+    lesson_actions = lessons.add_subparsers(
+        dest="action", metavar="action", parser_class=_Parser, required=True
+    )
+    lessons_release = lesson_actions.add_parser(
+        "release", help="student copies: exercises unsolved, hidden tests removed"
+    )
+    lessons_release.add_argument(
+        "--source", default="lessons", help="folder of the lessons (default lessons)"
+    )
+    lessons_release.add_argument("--out", required=True, help="folder to write the copies to")
+    lessons.set_defaults(run=run_lessons)
 
     gaps = commands.add_parser("gaps", help="approximation and amortization gaps on toys")
     gaps.add_argument(
