@@ -11,7 +11,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval
 
-from .checks import checked, integer, number, real
+from .checks import checked, generator, integer, number, real
 from .numerics import log_mean_exp, select
 
 # log_w: (k, ...) with k >= 1 samples first; −inf (a zero weight) is allowed, NaN and +inf not.
@@ -137,3 +137,53 @@ def ciwae_bound(log_w, beta):
     with np.errstate(invalid="ignore"):
         mixed = beta * lower + (1 - beta) * iwae_bound(log_w)
     return select(np.isneginf(getval(lower)), -np.inf, mixed)
+
+
+# ---------------------------------------------------------------- the sampler behind L_k
+
+
+def _proposals(name, value, arguments):
+    """z: (k, M, d) proposals, finite, matching log_w's (k, M)."""
+    value = real(ndim=3)(name, value, arguments)
+    log_w = np.shape(getval(arguments["log_w"]))
+    if np.shape(value)[:2] != log_w:
+        raise ValueError(
+            f"z: expected shape (k, M, d) with (k, M) = log_w's shape {log_w}, "
+            f"got {np.shape(value)}"
+        )
+    return value
+
+
+def _groups_of_weights(name, value, arguments):
+    """log_w: (k, M), k >= 1, each group with at least one finite log-weight."""
+    value = LOG_W(name, value, arguments)
+    if np.ndim(value) != 2 or np.shape(value)[0] < 1:
+        raise ValueError(f"log_w: expected shape (k, M) with k >= 1, got {np.shape(value)}")
+    empty = ~np.any(np.isfinite(value), axis=0)
+    if np.any(empty):
+        raise ValueError(
+            f"log_w: expected at least one finite log-weight in every group, got all −inf in "
+            f"group {int(np.flatnonzero(empty)[0])}"
+        )
+    return value
+
+
+@checked(log_w=_groups_of_weights, z=_proposals, rng=generator())
+def sir_resample(z, log_w, rng):
+    """Sampling–importance–resampling: from each of M groups of k proposals z_1..z_k ~ q, keep
+    one, index i with probability w̃_i = w_i / Σ_j w_j = softmax(log w)_i. The kept z follows
+    q̃_k, the distribution whose ELBO is at least L_k (Cremer, Morris & Duvenaud 2017); q̃_1 = q,
+    and q̃_k → p(z|x) as k → ∞.
+
+    z: (k, M, d), log_w: (k, M) -> (M, d). One uniform u_m ~ U(0, 1) per group (from ``rng``)
+    picks the first i with Σ_{j<=i} w̃_j > u_m. Not differentiable (a sampler, not a bound).
+    """
+    log_w = np.asarray(getval(log_w))
+    shifted = np.exp(log_w - np.max(log_w, axis=0))  # w_i / max_j w_j: the largest is 1
+    cumulative = np.cumsum(shifted, axis=0)  # (k, M), last row Σ_j w_j / max_j w_j >= 1
+    u = rng.random(log_w.shape[1]) * cumulative[-1]
+    index = np.sum(cumulative <= u, axis=0)
+    # u·Σ may round up to Σ itself: then the last proposal with a nonzero weight, never one
+    # with w_i = 0
+    last = log_w.shape[0] - 1 - np.argmax(shifted[::-1] > 0, axis=0)
+    return np.asarray(getval(z))[np.minimum(index, last), np.arange(log_w.shape[1])]

@@ -68,6 +68,7 @@ error against h over 13 decades for the worst entry (a V: truncation ∝ h² on 
 import inspect
 import math
 import numbers
+import os
 import re
 import warnings
 from collections import namedtuple
@@ -536,11 +537,26 @@ def _hint(error):
     return ""
 
 
+def _unwritten(error):
+    """Whether ``error`` is the user's own ``raise NotImplementedError`` (an exercise not solved
+    yet), not autograd's missing derivative: the innermost frame is outside autograd."""
+    if not isinstance(error, NotImplementedError):
+        return False
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is None or f"{os.sep}autograd{os.sep}" not in frame.tb_frame.f_code.co_filename
+
+
 def _user_error(name, error, where="", what=None):
     """A ValueError blaming the argument ``name`` for an exception its code raised (``what``:
-    the function that ran, e.g. "f's gradient", when it is not ``name`` itself)."""
+    the function that ran, e.g. "f's gradient", when it is not ``name`` itself). A function that
+    raises NotImplementedError itself is not written yet: that stays a NotImplementedError, so a
+    lesson's unsolved exercise is reported as unsolved, not as a wrong function."""
     at = f" at {where}" if where else ""
     ran = f" ({what})" if what and what != name else ""
+    if _unwritten(error):
+        return NotImplementedError(f"{name}{ran}: not written yet (it raises NotImplementedError)")
     return ValueError(
         f"{name}: expected a function that can be evaluated{at}{ran}, got "
         f"{type(error).__name__}: {error}{_hint(error)}"

@@ -17,6 +17,8 @@ trainer adapts its thread count to the machine's load (iwae_np/threads.py). Test
 ``blas_threads`` run with the machine's own setting.
 """
 
+import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -125,33 +127,68 @@ def assert_normal_sample():
     return _assert_normal_sample
 
 
-# lesson path -> (the executed notebook, seconds it took): each lesson runs once per session,
-# whichever test asks first (tests/test_lessons.py, tests/test_lesson_claims.py)
-EXECUTED_LESSONS = {}
+# Each lesson runs once per session, whichever test asks first (tests/test_lessons.py,
+# tests/test_lesson_claims*.py, tests/test_book.py). Under pytest-xdist the workers share one
+# folder of executed notebooks, and a lock per lesson makes a second worker that asks for a lesson
+# already running wait for it instead of running it again.
+EXECUTED_LESSONS = {}  # lesson path -> the executed notebook, in this process
+_NEWLY_EXECUTED = []  # (lesson stem, seconds) run during the current test, reported with it
+
+
+def _shared_folder(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the workers' basetemps are siblings in the session's folder
+    folder = base / "executed-lessons"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
-def executed_lesson():
+def executed_lesson(tmp_path_factory):
     """executed_lesson(path) -> the notebook run top to bottom with nbclient, as a student runs
     it (CellExecutionError, naming the cell, on any error); executed on first use only."""
+    folder = _shared_folder(tmp_path_factory)
 
     def run(path):
         if path not in EXECUTED_LESSONS:
-            import nbformat  # here: its validator takes seconds to load, at every collection
-            from nbclient import NotebookClient
+            import fcntl
 
-            notebook = nbformat.read(path, as_version=4)
-            started = time.perf_counter()
-            NotebookClient(
-                notebook,
-                timeout=300,
-                kernel_name="python3",
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
-            EXECUTED_LESSONS[path] = (notebook, time.perf_counter() - started)
-        return EXECUTED_LESSONS[path][0]
+            import nbformat  # here: its validator takes seconds to load, at every collection
+
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            done = folder / f"{path.stem}-{digest}.ipynb"
+            with open(folder / f"{path.stem}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                if not done.exists():
+                    from nbclient import NotebookClient
+
+                    notebook = nbformat.read(path, as_version=4)
+                    started = time.perf_counter()
+                    NotebookClient(
+                        notebook,
+                        timeout=300,
+                        kernel_name="python3",
+                        resources={"metadata": {"path": str(path.parent)}},
+                    ).execute()
+                    _NEWLY_EXECUTED.append((path.stem, time.perf_counter() - started))
+                    nbformat.write(notebook, done.with_suffix(".part"))
+                    os.replace(done.with_suffix(".part"), done)
+            EXECUTED_LESSONS[path] = nbformat.read(done, as_version=4)
+        return EXECUTED_LESSONS[path]
 
     return run
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the run time of each lesson executed during a test to that test's report (reports,
+    unlike module state, reach the main process under pytest-xdist)."""
+    outcome = yield
+    if call.when == "call" and _NEWLY_EXECUTED:
+        report = outcome.get_result()
+        report.user_properties.extend(("lesson_seconds", entry) for entry in _NEWLY_EXECUTED)
+        _NEWLY_EXECUTED.clear()
 
 
 LESSONS_FOLDER = Path(__file__).resolve().parents[1] / "lessons"
@@ -200,18 +237,27 @@ def lesson_claims(executed_lesson):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print each lesson's and each other notebook test's run time (CI's log keeps them; the 60 s
-    budget per lesson is checked by eye, not by a timed test)."""
-    if EXECUTED_LESSONS:
-        terminalreporter.write_sep("-", "lesson run times (s), one execution each")
-        for path, (_, seconds) in sorted(EXECUTED_LESSONS.items()):
-            terminalreporter.write_line(f"{path.stem:<70} {seconds:6.1f}")
+    """Print each lesson's run time, each student copy's and each other notebook test's (CI's log
+    keeps them; the 60 s budget per lesson is checked by eye, not by a timed test)."""
     reports = [
         r
-        for r in terminalreporter.stats.get("passed", [])
-        if r.when == "call" and "notebook" in r.keywords and "lesson" not in r.nodeid
+        for outcome in ("passed", "failed")
+        for r in terminalreporter.stats.get(outcome, [])
+        if getattr(r, "when", None) == "call"
     ]
-    if reports:
-        terminalreporter.write_sep("-", "notebook run times (s)")
-        for report in sorted(reports, key=lambda r: r.nodeid):
+    lessons = sorted(v for r in reports for k, v in r.user_properties if k == "lesson_seconds")
+    if lessons:
+        terminalreporter.write_sep("-", "lesson run times (s), one execution each")
+        for stem, seconds in lessons:
+            terminalreporter.write_line(f"{stem:<70} {seconds:6.1f}")
+    others = [
+        r
+        for r in reports
+        if "notebook" in r.keywords
+        and "runs_top_to_bottom" not in r.nodeid
+        and "test_lesson_claims" not in r.nodeid
+    ]
+    if others:
+        terminalreporter.write_sep("-", "other notebook tests' run times (s)")
+        for report in sorted(others, key=lambda r: r.nodeid):
             terminalreporter.write_line(f"{report.nodeid:<70} {report.duration:6.1f}")

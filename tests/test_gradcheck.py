@@ -893,3 +893,23 @@ def test_check_vjp_says_which_arguments_it_skipped():
     x = np.array([[0.0, 1.0]])
     report = check_vjp(kernels.bernoulli_log_terms, x, np.array([[0.3, -2.0]]))
     assert "not checked: `x` (its VJP is None" in repr(report)
+
+
+def test_an_unwritten_gradient_stays_not_implemented():
+    """A lesson's unsolved exercise (``raise NotImplementedError``) is reported as unsolved, not
+    as a wrong function; autograd's own missing derivative is still a ValueError."""
+
+    def unwritten(x):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError, match="not written yet"):
+        iw.gradcheck(lambda x: np.sum(x**2), np.ones(3), grad=unwritten)
+    with pytest.raises(NotImplementedError, match="not written yet"):
+        iw.gradcheck(unwritten, np.ones(3))
+
+    @primitive
+    def no_vjp(x):
+        return x * 2.0
+
+    with pytest.raises(ValueError, match="autograd has no derivative"):
+        iw.gradcheck(lambda x: np.sum(no_vjp(x)), np.ones(3))

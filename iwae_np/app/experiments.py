@@ -336,3 +336,28 @@ def semi_amortized_comparison(
             }
         )
     return rows
+
+
+def median_seconds(f, repeats=21, clock=time.perf_counter):
+    """The median time of ``repeats`` calls of ``f()``, in seconds, each call timed by ``clock``:
+
+        t_r = clock() after call r − clock() before it,   median_seconds = median(t_1, …, t_R).
+
+    The median ignores the odd call slowed by something else on the machine; the mean would not.
+    f: a function of no arguments; repeats: an integer >= 1; clock: a function returning seconds,
+    ``time.perf_counter`` (wall clock, the default) or ``time.process_time`` (this process's CPU
+    time, which does not count the time spent waiting for a core on a busy machine)."""
+    if not callable(f):
+        raise ValueError(f"f: expected a function of no arguments, got {type(f).__name__}")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats: expected an integer >= 1, got {repeats!r}")
+    if not callable(clock):
+        raise ValueError(
+            f"clock: expected a function returning seconds, got {type(clock).__name__}"
+        )
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        f()
+        times.append(clock() - start)
+    return float(np.median(times))
