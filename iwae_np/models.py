@@ -315,8 +315,47 @@ class VAE:
         the Hessian of a stop_q objective is the derivative of the STL gradient, not the
         Hessian of the bound.
         """
+        plan = self._fused_plan()
+        if plan is not None:  # the same numbers from one fused kernel (docs/design.md §19)
+            return kernels.log_weights(theta, x, eps, plan, stop_q, self._layered_log_weights)
+        return self._layered_log_weights(theta, x, eps, stop_q)
+
+    def _layered_log_weights(self, theta, x, eps, stop_q=False):
+        """log w layer by layer: encode, then ``log_weights_given``. The reference tier's path
+        (fast=False), and on the kernels tier what the fused kernel falls back on."""
         mean, log_std = self.encode(theta, x)  # (n, z_dim): encode x once, broadcast over k
         return self.log_weights_given(theta, x, mean, log_std, eps, stop_q=stop_q)
+
+    def _fused_plan(self):
+        """Where the networks sit in θ, for ``kernels.log_weights`` (made once per pair of
+        networks), or None when the layout is not the VAE's own (a subclass that adds blocks)
+        or the networks are not ``MLP``s: such a model keeps the layered path."""
+        made = self.__dict__.get("_plan")
+        if made is not None and made[0] is self.encoder and made[1] is self.decoder:
+            return made[2]
+        blocks, plan = self.layout.blocks, None
+
+        def layers(net):
+            return [
+                (blocks[f"{net.name}.{i}.W"], blocks[f"{net.name}.{i}.b"])
+                for i in range(net.n_layers)
+            ]
+
+        if type(self.encoder) is MLP and type(self.decoder) is MLP and self.fast:
+            try:
+                plan = kernels.NetworkPlan(
+                    layers(self.encoder),
+                    layers(self.decoder),
+                    self.activation,
+                    self.likelihood,
+                    blocks.get("decoder.log_std"),
+                    self.z_dim,
+                    self.layout.size,
+                )
+            except (KeyError, ValueError):
+                plan = None
+        self._plan = (self.encoder, self.decoder, plan)
+        return plan
 
     @checked(
         theta=THETA, x=X, mean=LAMBDA, log_std=LAMBDA, eps=EPS, stop_q=flag(), returns=LOG_W_DEFINED

@@ -15,11 +15,52 @@ importing the package changes no setting. Where the busy time cannot be read (no
 thread count is left alone.
 """
 
+import math
 import os
 import time
 
 _CONTROLLER = []  # one threadpoolctl controller, made on first use (it scans loaded libraries)
 _MARK = []  # (monotonic time, machine busy seconds, own CPU seconds) at the last measurement
+_ELEMENTWISE = []  # the threads an adaptive() loop allows the kernels' elementwise passes
+
+
+def cores():
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def elementwise():
+    """How many threads the kernels may split a large elementwise pass over: the decision of the
+    innermost ``adaptive()`` loop running, else every core this process may use. (Those threads
+    sleep while they wait, so unlike BLAS's spinning ones they cost nothing on a busy machine
+    beyond the gain they no longer bring.)"""
+    return _ELEMENTWISE[-1] if _ELEMENTWISE else _CORES[1]
+
+
+def pinned():
+    """Has the environment fixed the thread count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or
+    MKL_NUM_THREADS set)? Then a kernel call keeps it whatever the load: the benchmark's workers
+    pin both sides this way, and must not read the other side's turn as load."""
+    return any(name in os.environ for name in _THREAD_VARIABLES)
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def allowed_cores():
+    """The cores this process may use, or fewer if the environment limits the thread pools
+    (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS: the smallest set), as the
+    benchmark's workers do: the elementwise passes' threads outside ``adaptive()``."""
+    limits = []
+    for name in _THREAD_VARIABLES:
+        try:
+            limits.append(int(os.environ[name]))
+        except (KeyError, ValueError):
+            pass
+    return max(1, min([cores(), *[limit for limit in limits if limit > 0]]))
 
 
 def _controller():
@@ -47,13 +88,17 @@ def _own_cpu_seconds():
     return times.user + times.system
 
 
-def others_busy(min_window=0.05):
+def others_busy(min_window=0.05, wait=True):
     """Cores' worth of CPU that *other* processes used since the last call (the first call
-    samples a ``min_window``-second window). None where it cannot be measured."""
+    samples a ``min_window``-second window, or with ``wait=False`` only starts one and returns
+    None). None where it cannot be measured."""
     now, busy, own = time.monotonic(), _machine_busy_seconds(), _own_cpu_seconds()
     if busy is None:
         return None
     if not _MARK:
+        if not wait:
+            _MARK.append((now, busy, own))
+            return None
         time.sleep(min_window)
         _MARK.append((now, busy, own))
         now, busy, own = time.monotonic(), _machine_busy_seconds(), _own_cpu_seconds()
@@ -62,6 +107,45 @@ def others_busy(min_window=0.05):
         return None  # too short a window to say anything: keep the last decision
     _MARK[0] = (now, busy, own)
     return max(0.0, ((busy - busy_then) - (own - own_then)) / (now - then))
+
+
+_KERNEL = [-math.inf, None]  # (when, the cores other processes left free) for kernel calls
+
+
+class kernel_call:  # noqa: N801 (a context manager, like adaptive)
+    """Context for one kernel call made outside any ``adaptive()`` loop (a notebook calling
+    ``autograd.grad`` itself): when other processes keep cores busy, BLAS and the elementwise
+    passes get only the cores left free for the duration of the call, and BLAS's setting is
+    restored at once afterwards. The decision is re-measured at most every ``interval`` seconds.
+    On an idle machine, inside ``adaptive()`` (which already decides), or when the environment
+    pins the thread count (``pinned()``), nothing changes; the count is never raised."""
+
+    interval = 2.0
+
+    def __enter__(self):
+        self._restore, self._pushed = [], False
+        if _ELEMENTWISE or _CORES[0] == 1:
+            return self
+        now = time.monotonic()
+        if now - _KERNEL[0] >= self.interval:
+            others = None if pinned() else others_busy(wait=False)  # (a first call only starts
+            _KERNEL[:] = [now, None if others is None else max(1, _CORES[0] - round(others))]
+        free = _KERNEL[1]
+        if free is None or free >= _CORES[0]:
+            return self
+        for library in _controller().lib_controllers:
+            if library.user_api == "blas" and library.num_threads > free:
+                self._restore.append((library, library.num_threads))
+                library.set_num_threads(free)
+        _ELEMENTWISE.append(free)
+        self._pushed = True
+        return self
+
+    def __exit__(self, *exc):
+        for library, count in self._restore:
+            library.set_num_threads(count)
+        if self._pushed:
+            _ELEMENTWISE.pop()
 
 
 class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
@@ -75,7 +159,7 @@ class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
 
     def __init__(self, interval=2.0, cores=None):
         self.interval = interval
-        self.cores = cores or os.cpu_count() or 1
+        self.cores = cores or _CORES[0]
         self.threads = None  # the current decision, None before the first
         self._limit = None
         self._decided_at = 0.0
@@ -88,6 +172,7 @@ class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
         ]
         if allowed:
             self.cores = max(1, min(self.cores, min(allowed)))
+        _ELEMENTWISE.append(self.cores)
         self._decide()
         return self
 
@@ -104,6 +189,7 @@ class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
         if others is None:
             return
         threads = max(1, min(self.cores, self.cores - round(others)))
+        _ELEMENTWISE[-1] = threads
         if threads != self.threads:
             self._release()
             self._limit = _controller().limit(limits=threads, user_api="blas")
@@ -116,3 +202,7 @@ class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)
 
     def __exit__(self, *exc):
         self._release()
+        _ELEMENTWISE.pop()
+
+
+_CORES = [cores(), allowed_cores()]  # the cores, and those the environment allows

@@ -121,6 +121,16 @@ def check_step_eps(model, objective, eps, n):
     return eps.astype(model.dtype, copy=False)
 
 
+def _all_finite(array):
+    """Is every entry finite? One pass that allocates nothing in the usual case: a finite sum
+    means no entry is NaN or ±inf (they propagate). Only a sum that is not finite (an entry that
+    is not, or an overflow of the sum itself) pays for the entry-by-entry check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(array, axis=None)):
+            return True
+    return bool(np.isfinite(array).all())
+
+
 def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
     """The update the trainer repeats: with the batch objective
 
@@ -173,7 +183,7 @@ def make_step(model, objective, optimizer, frozen=None, clip_norm=None):
             value, grad = value_and_gradient(theta, x, eps)
         if not np.isfinite(value):
             raise NonFiniteStep("bound")
-        if not np.all(np.isfinite(grad)):
+        if not _all_finite(grad):
             raise NonFiniteStep("gradient")
         if frozen is not None:
             grad[frozen] = 0.0
@@ -297,7 +307,7 @@ def train(
                 )
                 try:
                     new_theta, value = step(theta, batch, eps)
-                    if not np.all(np.isfinite(new_theta)):  # a finite gradient, a step too large
+                    if not _all_finite(new_theta):  # a finite gradient, a step too large
                         raise NonFiniteStep("parameter vector θ after the step")
                 except NonFiniteStep as error:
                     raise _diverged(

@@ -3,6 +3,8 @@ computation on both sides, and evaluation memory does not grow with the number o
 assertion here is about speed: speed is reported by `python -m iwae_np bench`, not tested."""
 
 import ctypes
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,6 +65,74 @@ def test_torch_side_computes_the_same_loss():
     numpy_value = bench.NumpySide().run("W1", config, 1)["value"]
     torch_value = bench.TorchSide(1).run("W1", config, 1)["value"]
     assert torch_value == pytest.approx(numpy_value, rel=1e-12)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _result(load=0.5, ratio=1.2, notebook=10.0, trainer=11.0):
+    """A minimal bench result, as ``bench --json`` writes it."""
+    row = {
+        "workload": "W1",
+        "config": {"k": 5, "n": 20, "dtype": "float64"},
+        "numpy_ms": notebook,
+        "numpy_trainer_ms": trainer,
+        "gemm_floor_ms": 3.0,
+        "torch_ms": notebook / ratio,
+        "torch_trainer_ms": trainer / ratio,
+        "ratio": ratio,
+        "trainer_ratio": ratio,
+        "notebook_over_trainer": notebook / trainer,
+    }
+    return {
+        "machine": {
+            "cpu": "AMD EPYC",
+            "cores": 2,
+            "date": "2026-11-30 12:00",
+            "load_average": load,
+            "load_average_after": load,
+            "versions": {"numpy": "2.3"},
+        },
+        "settings": {"repeats": 15, "rounds": 3, "threads": 2},
+        "rows": [row],
+    }
+
+
+def test_the_readme_speed_table_is_the_render_of_the_committed_run():
+    """The README's table cannot drift from the run it claims: it must be exactly what
+    markdown_table renders from docs/bench.json (python -m iwae_np.bench render writes it)."""
+    result = json.loads((ROOT / "docs" / "bench.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert bench.readme_table(readme) == bench.readme_section(result)
+
+
+def test_the_table_states_the_targets_and_a_loaded_run():
+    met = bench.markdown_table(_result())
+    assert "all 3 met" in met and "Provisional" not in met
+    missed = bench.markdown_table(_result(ratio=1.7, notebook=14.0, trainer=10.0))
+    assert "3 of 3 missed" in missed
+    loaded = bench.markdown_table(_result(load=3.5))
+    assert loaded.startswith("**Provisional: measured on a loaded machine (load average 3.5")
+    assert bench.loaded(_result(load=3.5)) and not bench.loaded(_result())
+
+
+def test_render_readme_replaces_only_the_speed_section(tmp_path):
+    readme = f"intro\n\n{bench.README_BEGIN}\nold table\n{bench.README_END}\n\nafter\n"
+    rendered = bench.render_readme(readme, _result())
+    assert rendered.startswith("intro\n\n") and rendered.endswith("\n\nafter\n")
+    assert bench.readme_table(rendered) == bench.readme_section(_result())
+    with pytest.raises(ValueError, match="readme: expected the markers"):
+        bench.render_readme("no markers here", _result())
+    from iwae_np.bench.__main__ import main
+
+    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "run.json").write_text(json.dumps(_result()))
+    arguments = ["render", "--json", str(tmp_path / "run.json")]
+    assert main([*arguments, "--readme", str(tmp_path / "README.md")]) == 0
+    assert bench.readme_table((tmp_path / "README.md").read_text()) == bench.readme_section(
+        _result()
+    )
+    assert main([*arguments, "--readme", str(tmp_path / "missing.md")]) == 2
 
 
 class _FakeLibc:

@@ -146,3 +146,257 @@ def test_a_model_on_the_reference_tier_computes_the_same_numbers(likelihood, dty
     v = rng.standard_normal(theta.shape).astype(dtype)
     hvp = lambda f: autograd.grad(lambda t: anp.sum(autograd.grad(f)(t) * v))(theta)
     _close(hvp(objective(fast)), hvp(objective(reference)), dtype)
+
+
+# ---------------------------------------------------------------- the fused log-weights
+
+
+def _pair(likelihood="bernoulli", activation="tanh", dtype="float64", hidden=(5, 4), **options):
+    """The same VAE on the kernels tier (fused log-weights) and on the reference tier, with a θ
+    moved off its initialization so that no derivative is trivially zero."""
+    fast = iw.VAE(
+        6, 2, hidden=hidden, likelihood=likelihood, activation=activation, dtype=dtype, **options
+    )
+    reference = iw.VAE(
+        6,
+        2,
+        hidden=hidden,
+        likelihood=likelihood,
+        activation=activation,
+        dtype=dtype,
+        fast=False,
+        **options,
+    )
+    rng = np.random.default_rng(0)
+    x = (rng.random((4, 6)) < 0.5).astype(dtype)
+    theta = fast.init(seed=0, x=x) + (0.3 * rng.standard_normal(fast.layout.size)).astype(dtype)
+    return fast, reference, theta, x, fast.draw_eps(rng, 3, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("stop_q", [False, True])
+@pytest.mark.parametrize(
+    "likelihood, activation, hidden",
+    [
+        ("bernoulli", "tanh", (5, 4)),
+        ("bernoulli", "relu", (5, 4)),
+        ("gaussian", "tanh", (5, 4)),
+        ("gaussian", "relu", (3,)),
+        ("bernoulli", "tanh", ()),  # linear encoder and decoder
+    ],
+)
+def test_fused_log_weights_equal_the_reference_model(likelihood, activation, hidden, stop_q, dtype):
+    """kernels.log_weights (what VAE.log_weights runs) against the reference tier: values,
+    θ-gradients, Hessian-vector products (stop_q holds q only for the innermost derivative) and
+    gradients in ε, each for the IWAE bound of the log-weights."""
+    fast, reference, theta, x, eps = _pair(likelihood, activation, dtype, hidden)
+
+    def objective(model):
+        return lambda t: anp.mean(iw.iwae_bound(model.log_weights(t, x, eps, stop_q=stop_q)))
+
+    assert fast.log_weights(theta, x, eps).dtype == np.dtype(dtype)
+    _close(objective(fast)(theta), objective(reference)(theta), dtype)
+    gradient = autograd.grad(objective(fast))(theta)
+    assert gradient.dtype == np.dtype(dtype)
+    _close(gradient, autograd.grad(objective(reference))(theta), dtype)
+    v = np.random.default_rng(5).standard_normal(theta.shape).astype(dtype)
+    hvp = lambda f: autograd.grad(lambda t: anp.sum(autograd.grad(f)(t) * v))(theta)
+    _close(hvp(objective(fast)), hvp(objective(reference)), dtype)
+
+    def in_eps(model):
+        return lambda e: anp.sum(model.log_weights(theta, x, e, stop_q=stop_q))
+
+    _close(autograd.grad(in_eps(fast))(eps), autograd.grad(in_eps(reference))(eps), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_fused_log_weights_are_the_layered_kernels_bit_for_bit(likelihood, dtype):
+    """The fused forward pass runs the layered kernels' operations in the same order: the
+    log-weights are the same bits, so no lesson's number moves."""
+    fast, _, theta, x, eps = _pair(likelihood, dtype=dtype)
+    mean, log_std = fast.encode(theta, x)
+    layered = fast.log_weights_given(theta, x, mean, log_std, eps)  # the layered kernels
+    np.testing.assert_array_equal(fast.log_weights(theta, x, eps), layered)
+
+
+def test_fused_log_weights_jacobian_and_repeated_vjps():
+    """A VJP of the fused kernel can be called again (autograd.jacobian does, once per output):
+    every call gives the reference's row, and a gradient handed out earlier is never reused."""
+    fast, reference, theta, x, eps = _pair()
+    jacobian = autograd.jacobian(lambda t: fast.log_weights(t, x, eps))(theta)
+    expected = autograd.jacobian(lambda t: reference.log_weights(t, x, eps))(theta)
+    _close(jacobian, expected, np.float64)
+    objective = lambda t: anp.mean(iw.iwae_bound(fast.log_weights(t, x, eps)))
+    first = autograd.grad(objective)(theta)
+    kept = first.copy()
+    for _ in range(3):  # later steps take their scratch from the workspace
+        autograd.grad(objective)(theta + 0.01)
+    np.testing.assert_array_equal(first, kept)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("log_std", [300.0, 700.0, 710.0, -750.0, 1e300])
+def test_fused_log_weights_at_extreme_scales_behave_as_the_reference(log_std):
+    """Where σ = exp(log σ) or z² overflows, the fused kernel gives the layered path's answer:
+    the same numbers (−inf included), or the same ValueError naming θ and ε, never a NaN."""
+    fast, reference, theta, x, eps = _pair()
+    out = fast.layout.slice(f"encoder.{fast.encoder.n_layers - 1}.b")
+    theta[out.start + fast.z_dim : out.stop] = log_std
+
+    def outcome(model):
+        try:
+            return model.log_weights(theta, x, eps)
+        except ValueError as error:
+            return str(error)
+
+    fused, expected = outcome(fast), outcome(reference)
+    if isinstance(expected, str):
+        assert fused == expected and expected.startswith("theta, eps: ")
+    else:
+        np.testing.assert_allclose(fused, expected, rtol=1e-12)
+
+
+def test_fused_elementwise_passes_split_over_threads_give_the_same_bits(monkeypatch):
+    """Splitting the blocks of an elementwise pass between threads changes no number."""
+    from iwae_np import threads
+
+    fast, _, theta, x, eps = _pair()
+    eps = np.random.default_rng(1).standard_normal((40, 4, 2))
+    objective = lambda t: anp.mean(iw.iwae_bound(fast.log_weights(t, x, eps)))
+    one = autograd.value_and_grad(objective)(theta)
+    monkeypatch.setattr(kernels, "_PER_THREAD", 1)
+    monkeypatch.setattr(kernels, "_BLOCK", 8)  # many small blocks
+    monkeypatch.setattr(threads, "_ELEMENTWISE", [2])
+    two = autograd.value_and_grad(objective)(theta)
+    assert one[0] == two[0]
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def _operations(f, x):
+    """The autograd operations one differentiated call of f records."""
+    from autograd.core import VJPNode
+    from autograd.tracer import trace
+    from autograd.util import toposort
+
+    _, end = trace(VJPNode.new_root(), f, x)
+    return sum(1 for _ in toposort(end)) - 1
+
+
+def test_a_fused_step_records_a_handful_of_operations():
+    """What the fused kernel is for: the IWAE bound of the log-weights is 3 autograd operations
+    (log-weights, log-mean-exp, mean), where the layered kernels take 34 and the reference 69."""
+    fast, reference, theta, x, eps = _pair()
+    objective = lambda m: lambda t: anp.mean(iw.iwae_bound(m.log_weights(t, x, eps)))
+    assert _operations(objective(fast), theta) <= 4
+    assert _operations(objective(reference), theta) > 30
+
+
+# ---------------------------------------------------------------- scratch memory
+
+
+def test_the_workspace_reuses_an_array_only_once_nothing_holds_it():
+    space = kernels.Workspace(budget=1 << 30, smallest=0)
+    first = space.take((100, 10), np.float64)
+    address = first.ctypes.data
+    second = space.take((100, 10), np.float64)  # first is still held: a different array
+    assert second.ctypes.data != address
+    view = first[:5]
+    del first
+    assert space.take((100, 10), np.float64).ctypes.data != address  # a view still holds it
+    del view
+    assert space.take((100, 10), np.float64).ctypes.data == address
+    assert space.take((100, 10), np.float32).dtype == np.float32
+
+
+def test_the_workspace_keeps_to_its_budget():
+    space = kernels.Workspace(budget=8000 * 3, smallest=0, largest=8000)
+    held = [space.take((1000,), np.float64) for _ in range(3)]
+    assert space.nbytes == 24000
+    held.append(space.take((1000,), np.float64))  # over budget, nothing free: not kept
+    assert space.nbytes == 24000
+    del held
+    space.take((500,), np.float64)  # room is made from arrays no one holds
+    assert space.nbytes <= 24000
+    space.take((2000,), np.float64)  # above `largest`: never kept
+    assert space.nbytes <= 24000
+    space.clear()
+    assert space.nbytes == 0
+
+
+# ---------------------------------------------------------------- Adam and log1p
+
+
+def _adam_reference(params, grad, m, v, lr, t, beta1=0.9, beta2=0.999, eps=1e-4):
+    """Adam's ascent step as ``optim.Adam`` writes it, allocating each temporary."""
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+    return params + lr * (m_hat / (np.sqrt(v_hat) + eps)), m, v
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_kernel_is_the_reference_adam_bit_for_bit(dtype):
+    from iwae_np.optim import Adam
+
+    rng = np.random.default_rng(0)
+    optimizer = Adam(0.01)
+    params = rng.standard_normal(70_001).astype(dtype)  # not a whole number of blocks
+    m, v = np.zeros_like(params), np.zeros_like(params)
+    for t in range(1, 6):
+        g = rng.standard_normal(params.shape).astype(dtype)
+        g[:7] = 0
+        stepped = optimizer.step(params, g)  # the kernel, moments in place
+        params, m, v = _adam_reference(params, g, m, v, 0.01, t)
+        assert stepped.dtype == dtype
+        np.testing.assert_array_equal(stepped, params)
+        np.testing.assert_array_equal(optimizer.state["m"], m)
+        np.testing.assert_array_equal(optimizer.state["v"], v)
+    # a step size per row (classic VI's, one per point) broadcasts: the allocating form
+    rows = np.linspace(0.5, 1.5, 7, dtype=dtype)[:, None]
+    params, g = params[:70_000].reshape(7, -1), g[1:70_001].reshape(7, -1)
+    zeros = np.zeros_like(params)
+    with iw.checks.inside():  # as classic VI calls it (the door takes one number only)
+        stepped = Adam(0.01).step(params, g, lr=0.01 * rows)
+    np.testing.assert_array_equal(
+        stepped, _adam_reference(params, g, zeros, zeros, 0.01 * rows, 1)[0]
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log1p_of_a_unit_interval_is_accurate_to_a_few_ulps(dtype):
+    rng = np.random.default_rng(0)
+    e = np.exp(-np.abs(30 * rng.standard_normal(100_000)))
+    e = np.concatenate([e, [0.0, 1.0, 1e-30, 6e-8, 5.9e-8, 1e-7, 0.5]]).astype(dtype)
+    out = kernels.log1p_unit(e, np.empty_like(e))
+    assert out.dtype == dtype
+    exact = np.log1p(e.astype(np.float64))
+    if dtype == np.float64:
+        np.testing.assert_array_equal(out, np.log1p(e))
+    else:
+        ulps = np.abs(out - exact) / np.spacing(exact.astype(np.float32))
+        assert ulps.max() <= 4
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_splits_elementwise_work_without_deadlock(monkeypatch):
+    """A forked process has none of its parent's threads: the kernels make a new pool there."""
+    import os
+    import signal
+
+    from iwae_np import threads
+
+    monkeypatch.setattr(kernels, "_PER_THREAD", 1)
+    monkeypatch.setattr(threads, "_ELEMENTWISE", [2])
+    fast, _, theta, x, eps = _pair()
+    objective = lambda t: anp.mean(iw.iwae_bound(fast.log_weights(t, x, eps)))
+    expected = autograd.grad(objective)(theta)  # the parent's pool now exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: same gradient, then report and leave at once (no cleanup)
+        same = np.array_equal(autograd.grad(objective)(theta), expected)
+        os.write(write, b"1" if same else b"0")
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)

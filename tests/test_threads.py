@@ -48,3 +48,44 @@ def test_others_busy_measures_a_spinning_process():
         busy.kill()
         busy.wait()
     assert measured is not None and measured > 0.6  # at least most of one core, others aside
+
+
+@pytest.mark.blas_threads
+def test_a_kernel_call_on_a_busy_machine_gets_the_free_cores_and_restores_them(monkeypatch):
+    """Outside adaptive() (a notebook's own autograd.grad), a kernel call limits BLAS and its
+    elementwise passes to the cores other processes leave free, and restores BLAS afterwards."""
+    before = _blas_threads()
+    if max(before, default=1) < 2:
+        pytest.skip("BLAS already runs on one thread")
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # not pinned by the environment
+    monkeypatch.setattr(threads, "_CORES", [2, 2])
+    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), None])
+    monkeypatch.setattr(threads, "others_busy", lambda **_: 1.2)  # another process: a core's worth
+    with threads.kernel_call():
+        assert _blas_threads() == [1] * len(before) and threads.elementwise() == 1
+    assert _blas_threads() == before and threads.elementwise() == 2
+    monkeypatch.setattr(threads, "others_busy", lambda **_: 0.1)  # idle: nothing changes
+    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), None])
+    with threads.kernel_call():
+        assert _blas_threads() == before
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # pinned: kept whatever the load
+    monkeypatch.setattr(threads, "others_busy", lambda **_: 1.2)
+    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), None])
+    with threads.kernel_call():
+        assert _blas_threads() == before
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    with threads.adaptive(cores=2, interval=1e9) as policy:  # adaptive decides, not the kernel
+        decided = _blas_threads()
+        with threads.kernel_call():
+            assert _blas_threads() == decided
+    assert policy.cores == 2
+
+
+def test_elementwise_threads_follow_the_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.allowed_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert threads.allowed_cores() == threads.cores()

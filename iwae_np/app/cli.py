@@ -9,10 +9,12 @@
     bench     speed of the training step, evaluation and inference, side by side with PyTorch
     assignments release | grade | autograde   student copies; grading in isolated workers (one
               notebook, or a class's folder of submissions into grades.csv)
+    book      the lessons (executed, with a cache) and the API as a static website that works
+              offline (needs the [docs] extra)
 
 Every failure prints one line to stderr, never a traceback, and exits with a code that says
-what kind: 1 a training run or classic VI diverged, 2 bad input, 3 not enough memory, 4 a
-file-system error (no permission, a read-only or full disk), 130 interrupted.
+what kind: 1 a training run or classic VI diverged (book: a lesson failed), 2 bad input, 3 not
+enough memory, 4 a file-system error (no permission, a read-only or full disk), 130 interrupted.
 """
 
 import argparse
@@ -352,6 +354,35 @@ def run_assignments(args):
     return 0
 
 
+def run_book(args):
+    """Build the book: execute the lessons (or take them from the cache), render every page."""
+    from . import book
+
+    cache = None if args.no_cache else args.cache
+    book.check_arguments(args.out, args.lessons, cache, args.timeout)  # before making folders
+    check_output_folder("out", args.out, create=True)
+    if cache is not None:
+        check_output_folder("cache", cache, create=True)
+    try:
+        built = book.build(
+            args.out, lessons=args.lessons, cache=cache, timeout=args.timeout, progress=print
+        )
+    except book.LessonFailed as error:  # the lesson's own error, in one line
+        print(f"iwae_np book: error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except ImportError as error:  # nbconvert, latex2mathml...: the [docs] extra
+        if error.name not in book.DOCS_MODULES:
+            raise
+        print(
+            f'iwae_np book: error: expected the [docs] extra (pip install -e ".[docs]"), '
+            f"got no {error.name or error}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    print(f"open {os.path.abspath(built.out / 'index.html')} in a browser (no server needed)")
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -484,6 +515,29 @@ def build_parser():
     gaps.add_argument("--seed", type=int, default=0)
     gaps.add_argument("--quiet", action="store_true")
     gaps.set_defaults(run=run_gaps)
+
+    book = commands.add_parser(
+        "book", help="the lessons and the API as a static website that works offline"
+    )
+    book.add_argument(
+        "--out",
+        default=os.path.join(DEFAULT_OUT, "book"),
+        help=f"the book's folder (default {os.path.join(DEFAULT_OUT, 'book')})",
+    )
+    book.add_argument(
+        "--lessons", default="lessons", help="folder of NN_*.ipynb lessons (default lessons)"
+    )
+    book.add_argument(
+        "--cache",
+        default=os.path.join(DEFAULT_OUT, "book_cache"),
+        help="executed lessons, reused while a lesson is unchanged "
+        f"(default {os.path.join(DEFAULT_OUT, 'book_cache')})",
+    )
+    book.add_argument("--no-cache", action="store_true", help="execute every lesson afresh")
+    book.add_argument(
+        "--timeout", type=_positive_float, default=600, help="seconds per lesson cell (600)"
+    )
+    book.set_defaults(run=run_book)
 
     def checkpoint_command(name, help, run, points):
         sub = commands.add_parser(name, help=help)

@@ -541,13 +541,61 @@ def _format_row(row):
     return text
 
 
-def markdown_table(result):
-    """The README's speed table, written from one run's JSON (``bench --json``)."""
+TARGET = 1.5  # iwae_np within 1.5× PyTorch's time (issue 13)
+NOTEBOOK_TARGET = 1.2  # the notebook path within 1.2× the trainer path
+
+
+def loaded(result):
+    """Was the machine loaded (load average above the core count) before or after the run?"""
     m = result["machine"]
-    lines = [
+    loads = [m.get("load_average"), m.get("load_average_after")]
+    return any(load is not None and m["cores"] and load > m["cores"] for load in loads)
+
+
+def targets(result):
+    """The issue's targets, read from one run: [(what, measured, target, met)]."""
+    rows = [r for r in result["rows"] if r["workload"] in ("W1", "W2", "W3")]
+    checks = []
+    for row in rows:
+        c = row["config"]
+        name = f"{row['workload']} k={c['k']} {c['dtype']}"
+        if "ratio" in row:
+            checks.append((f"{name}: notebook path / PyTorch", row["ratio"], TARGET))
+        if "trainer_ratio" in row:
+            checks.append((f"{name}: trainer path / PyTorch", row["trainer_ratio"], TARGET))
+        if "notebook_over_trainer" in row:
+            checks.append(
+                (
+                    f"{name}: notebook path / trainer path",
+                    row["notebook_over_trainer"],
+                    NOTEBOOK_TARGET,
+                )
+            )
+    return [(what, value, target, value <= target) for what, value, target in checks]
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def markdown_table(result):
+    """The README's speed table, written from one run's JSON (``bench --json``): the machine, the
+    timings, and the targets met or not. A run on a loaded machine says so first."""
+    m = result["machine"]
+    lines = []
+    if loaded(result):
+        lines += [
+            f"**Provisional: measured on a loaded machine (load average {m['load_average']} "
+            f"before, {m.get('load_average_after')} after, {m['cores']} cores). Not a fair "
+            f"measurement; to be replaced by a run on an idle machine.**",
+            "",
+        ]
+    lines += [
         f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores (load average "
         f"{m['load_average']} before, {m.get('load_average_after')} after); "
-        f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}; "
+        f"{_count(result['settings']['threads'], 'thread')} per side, medians of "
+        f"{result['settings']['rounds']} rounds × {result['settings']['repeats']} repeats.",
         "",
         "| workload | iwae_np, notebook path | iwae_np, trainer path | GEMM floor | "
         "PyTorch eager (trainer) | ratio (trainer) |",
@@ -584,4 +632,52 @@ def markdown_table(result):
         else:
             torch_side = ratio = ""
         lines.append(f"| {label} | {notebook} | {trainer} | {floor} | {torch_side} | {ratio} |")
+    checks = targets(result)
+    if checks:
+        missed = [(what, value, target) for what, value, target, met in checks if not met]
+        worst = max(checks, key=lambda check: check[1] / check[2])
+        lines += [
+            "",
+            f"Targets (iwae_np ≤ {TARGET}× PyTorch on W1–W3, notebook path ≤ "
+            f"{NOTEBOOK_TARGET}× trainer path): "
+            + (
+                f"all {len(checks)} met; the closest is {worst[0]} at {worst[1]:.2f}."
+                if not missed
+                else f"{len(missed)} of {len(checks)} missed: "
+                + "; ".join(
+                    f"{what} {value:.2f} (target {target})" for what, value, target in missed
+                )
+                + "."
+            ),
+        ]
     return "\n".join(lines)
+
+
+README_BEGIN = (
+    "<!-- speed table: rendered from docs/bench.json by iwae_np.bench.markdown_table "
+    "(python -m iwae_np.bench render); do not edit by hand -->"
+)
+README_END = "<!-- end of speed table -->"
+
+
+def readme_section(result):
+    """The README's speed section between its markers, rendered from one run's JSON."""
+    return f"{README_BEGIN}\n{markdown_table(result)}\n{README_END}"
+
+
+def render_readme(readme, result):
+    """``readme``'s text with the speed section replaced by the render of ``result``."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"readme: expected the markers {README_BEGIN!r} … {README_END!r}, got none"
+        )
+    return readme[:start] + readme_section(result) + readme[end + len(README_END) :]
+
+
+def readme_table(readme):
+    """The speed section as it stands in ``readme``'s text (markers included), or None."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        return None
+    return readme[start : end + len(README_END)]

@@ -1,0 +1,927 @@
+"""The course as a book: the lessons and the API, rendered to one folder of static HTML that a
+browser opens offline (``python -m iwae_np book --out DIR``; docs/design.md §20).
+
+    index.html             the lessons in order, and the way to the rest
+    map.html               lessons/README.md: which lesson answers which question
+    search.html            search over every lesson section and API entry (no server needed)
+    lessons/NN_name.html   each lesson, executed: its figures, numbers and tables on the page,
+                           with a download link for the notebook and links to the source of
+                           the package's functions it uses
+    lessons/NN_name_files/ the lesson's figures (PNG)
+    notebooks/NN_name.ipynb  the notebook as stored in the repository, without outputs
+    api/index.html, api/MODULE.html    the API reference, from the docstrings
+    source/MODULE.html     each module's source, highlighted, a line anchor per line (#L-42)
+    _static/               the style sheet, the search script and index, the math font
+
+Lessons are the files ``[0-9][0-9]_*.ipynb`` in the lessons folder. Each is run top to bottom
+with nbclient in that folder, as a student runs it, unless the cache already holds it: the cache
+is a folder of executed notebooks named by a hash of the lesson's cells (and the package's
+version), so an unchanged lesson is executed once. ``store_executed`` puts a notebook executed
+elsewhere (the test suite's) into the cache.
+
+Math is rendered here, not in the browser: the lessons' ``$…$`` and ``$$…$$`` become MathML
+(``book_math``), laid out by the browser with the STIX Two Math font copied into ``_static/``.
+The docstrings' equations are Unicode text and are shown as written. Nothing on any page is
+fetched from outside the folder.
+"""
+
+import ast
+import hashlib
+import html
+import importlib
+import importlib.util
+import inspect
+import json
+import pkgutil
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+from . import book_assets, book_math
+
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+# What the [docs] extra brings that the book imports (the CLI names a missing one).
+DOCS_MODULES = {"nbconvert", "nbclient", "nbformat", "jinja2", "pygments", "latex2mathml"}
+MARKER = ".iwae_np_book"  # marks a folder this builder wrote, which it may replace
+TITLE = "iwae_np · the course"
+PACKAGE = "iwae_np"
+
+
+class LessonFailed(RuntimeError):
+    """A lesson raised while it was executed; the message names the lesson and the cell."""
+
+
+@dataclass
+class Book:
+    """What ``build`` wrote: the folder, every page (paths relative to it), the lessons in
+    order, which of them were executed now (the others came from the cache), the API modules,
+    and the number of equations rendered to MathML."""
+
+    out: Path
+    pages: list = field(default_factory=list)
+    lessons: list = field(default_factory=list)
+    executed: list = field(default_factory=list)
+    modules: list = field(default_factory=list)
+    equations: int = 0
+
+    def __str__(self):
+        return (
+            f"book written to {self.out / 'index.html'}: {len(self.pages)} pages "
+            f"({len(self.lessons)} lessons, {len(self.modules)} API modules), "
+            f"{self.equations} equations; {len(self.executed)} lessons executed, "
+            f"{len(self.lessons) - len(self.executed)} from the cache"
+        )
+
+
+# ------------------------------------------------------------------ lessons and the cache
+
+
+def find_lessons(folder):
+    """folder -> the lesson notebooks in it (``NN_name.ipynb``), in order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"lessons: expected a folder of lesson notebooks, got {str(folder)!r}")
+    lessons = sorted(folder.glob(LESSON_GLOB))
+    if not lessons:
+        raise ValueError(
+            f"lessons: expected a folder holding {LESSON_GLOB} notebooks, got {str(folder)!r} "
+            f"with none"
+        )
+    return lessons
+
+
+def cache_key(notebook):
+    """A notebook (nbformat node or dict) -> the hex SHA-256 of its cells' types and sources and
+    the package's version: what decides whether an executed copy can stand in for a run."""
+    from .. import __version__
+
+    cells = [(cell["cell_type"], _text(cell["source"])) for cell in notebook["cells"]]
+    payload = json.dumps([__version__, cells], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def cached_path(cache, lesson, notebook):
+    """Where the cache folder keeps the executed copy of ``notebook`` (read from ``lesson``)."""
+    return Path(cache) / f"{Path(lesson).stem}-{cache_key(notebook)[:20]}.ipynb"
+
+
+def store_executed(cache, lesson, executed):
+    """Put a notebook executed elsewhere (an nbformat node, run from ``lesson``) into the cache
+    folder, in place of the lesson's earlier versions; -> its path there. The key is computed
+    from the executed copy's own cells, so a lesson edited since is not mistaken for it."""
+    import nbformat
+
+    path = cached_path(cache, lesson, executed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = re.compile(re.escape(Path(lesson).stem) + r"-[0-9a-f]{20}\.ipynb")
+    for other in path.parent.iterdir():  # the lesson's earlier versions
+        if other != path and stale.fullmatch(other.name):
+            other.unlink()
+    nbformat.write(executed, str(path))
+    return path
+
+
+def executed_lesson(lesson, cache=None, timeout=600):
+    """lesson (path) -> (the executed notebook, True if it was executed now). A copy in the
+    cache is used when its key matches; otherwise the notebook is run with nbclient in its own
+    folder (``timeout`` seconds per cell) and stored in the cache."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    lesson = Path(lesson)
+    notebook = nbformat.read(str(lesson), as_version=4)
+    if cache is not None:
+        path = cached_path(cache, lesson, notebook)
+        if path.is_file():
+            return nbformat.read(str(path), as_version=4), False
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(lesson.parent)}},
+    )
+    try:
+        # the kernel process's own log lines (not the cells' output, which the notebook keeps)
+        # would break the command line's one line per error
+        client.execute(stderr=subprocess.DEVNULL)
+    except (CellExecutionError, CellTimeoutError) as error:
+        raise LessonFailed(f"lesson {lesson.name} failed {_failure(notebook, error)}") from None
+    if cache is not None:
+        store_executed(cache, lesson, notebook)
+    return notebook, True
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failure(notebook, error):
+    """Where and why a lesson failed, in one line: the cell, its failing line, the error."""
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                trace = _ANSI.sub("", "\n".join(output.get("traceback", [])))
+                lines = re.findall(r"^-+>\s*\d+\s+(.*)$", trace, re.M)
+                at = f", at `{lines[-1].strip()}`" if lines else ""
+                message = _ANSI.sub("", f"{output['ename']}: {output['evalue']}").strip(": ")
+                return f"in cell {index + 1}{at}: {message}"
+    text = _ANSI.sub("", str(error)).strip()
+    return f": {text.splitlines()[0] if text else type(error).__name__}"
+
+
+# ------------------------------------------------------------------ the API's modules
+
+
+def api_modules():
+    """The package's modules, documented in the API reference: ``iwae_np`` and every module
+    and subpackage under it (``__main__`` aside, which runs the command line on import)."""
+    package = importlib.import_module(PACKAGE)
+    names = [PACKAGE] + sorted(
+        info.name
+        for info in pkgutil.walk_packages(package.__path__, f"{PACKAGE}.")
+        if not info.name.endswith(".__main__")
+    )
+    return names
+
+
+def unwrap(obj):
+    """The function a decorator wrapped: functools' ``__wrapped__``, and autograd's
+    ``primitive``, which keeps the raw function as ``.fun``."""
+    for _ in range(10):
+        inner = getattr(obj, "__wrapped__", None)
+        if inner is None:
+            fun = getattr(obj, "fun", None)
+            if inspect.isfunction(fun) and fun.__name__ == getattr(obj, "__name__", None):
+                inner = fun
+        if inner is None:
+            return obj
+        obj = inner
+    return obj
+
+
+def public_names(module):
+    """A module's public names: its ``__all__`` if it has one; otherwise every name not
+    starting with _ that is bound to a function or class defined in the module itself."""
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(unwrap(value)) or inspect.isclass(value))
+        and getattr(unwrap(value), "__module__", None) == module.__name__
+    ]
+
+
+def _definition(obj):
+    """obj -> (module name, qualified name) where it is defined, or None if not in the
+    package."""
+    if inspect.ismodule(obj):
+        return (obj.__name__, "") if obj.__name__.startswith(PACKAGE) else None
+    inner = unwrap(obj)
+    module, qualname = getattr(inner, "__module__", None), getattr(inner, "__qualname__", None)
+    if not (isinstance(module, str) and module.startswith(PACKAGE) and qualname):
+        return None
+    if "<locals>" in qualname:
+        return None
+    return module, qualname
+
+
+def _source_line(obj):
+    try:
+        return inspect.getsourcelines(unwrap(obj))[1]
+    except (OSError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------ text to HTML
+
+
+def _text(source):
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _esc(text):
+    return html.escape(str(text), quote=True)
+
+
+def _inline(text):
+    """Docstring prose -> HTML: escaped, with ``literals`` as code."""
+    parts = re.split(r"``(.+?)``", text)
+    return "".join(
+        f"<code>{_esc(part)}</code>" if index % 2 else _esc(part)
+        for index, part in enumerate(parts)
+    )
+
+
+def docstring_html(doc):
+    """A docstring -> HTML. Paragraphs of prose become <p>; indented lines (the equations,
+    shapes and tables the package writes in Unicode) stay as laid out, in <pre>; a line
+    underlined with --- becomes a heading."""
+    if not doc:
+        return ""
+    lines = inspect.cleandoc(doc).splitlines()
+    blocks, prose, layout = [], [], []
+
+    def flush():
+        if prose:
+            blocks.append(f"<p>{_inline(' '.join(line.strip() for line in prose))}</p>")
+            prose.clear()
+        if layout:
+            common = min(len(line) - len(line.lstrip()) for line in layout if line.strip())
+            text = "\n".join(line[common:] for line in layout).rstrip()
+            blocks.append(f'<pre class="doc-block">{_esc(text)}</pre>')
+            layout.clear()
+
+    for index, line in enumerate(lines):
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if re.fullmatch(r"-{3,}", line.strip()) and index:
+            continue
+        if line.strip() and re.fullmatch(r"-{3,}", following.strip()):
+            flush()
+            blocks.append(f"<h5>{_esc(line.strip())}</h5>")
+        elif not line.strip():
+            if layout and following.startswith(" "):
+                layout.append("")  # a blank line inside an indented block keeps it whole
+            else:
+                flush()
+        elif line.startswith(" "):
+            if prose:
+                flush()
+            layout.append(line)
+        else:
+            if layout:
+                flush()
+            prose.append(line)
+    flush()
+    return "\n".join(blocks)
+
+
+def _first_line(doc):
+    return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
+
+
+# ------------------------------------------------------------------ the search index
+
+
+class _Sections(HTMLParser):
+    """A page's HTML -> sections [anchor, heading, text] for the search index: a new section
+    starts at each h1-h4 that has an id. An equation counts as its LaTeX (its alttext); scripts,
+    styles, the navigation and the "source"/"¶" links are left out."""
+
+    SKIP_TAGS = {"script", "style", "header", "footer"}
+    SKIP_CLASSES = {"source", "kind", "anchor-link"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.sections = [["", [], []]]
+        self.skip = None  # [tag, depth] of the element being left out
+        self.heading = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if self.skip is not None:
+            self.skip[1] += tag == self.skip[0]
+            return
+        if (
+            tag in self.SKIP_TAGS
+            or tag == "math"
+            or self.SKIP_CLASSES & set((attrs.get("class") or "").split())
+        ):
+            self.skip = [tag, 1]
+            if tag == "math":
+                self.handle_data(f" {attrs.get('alttext', '')} ", force=True)
+        elif tag in ("h1", "h2", "h3", "h4") and attrs.get("id"):
+            self.sections.append([attrs["id"], [], []])
+            self.heading = tag
+
+    def handle_endtag(self, tag):
+        if self.skip is not None:
+            self.skip[1] -= tag == self.skip[0]
+            if self.skip[1] == 0:
+                self.skip = None
+        elif tag == self.heading:
+            self.heading = None
+
+    def handle_data(self, data, force=False):
+        if self.skip is None or force:
+            self.sections[-1][1 if self.heading else 2].append(data)
+
+
+def _search_entries(page_url, page_title, page_html):
+    parser = _Sections()
+    parser.feed(page_html)
+    entries = []
+    for anchor, heading, text in parser.sections:
+        heading = " ".join("".join(heading).replace("¶", "").split())
+        text = " ".join("".join(text).split())
+        if not (heading or text):
+            continue
+        entries.append(
+            {
+                "t": heading or page_title,
+                "p": page_title,
+                "u": f"{page_url}#{anchor}" if anchor else page_url,
+                "x": text[:4000],
+            }
+        )
+    return entries
+
+
+# ------------------------------------------------------------------ the builder
+
+
+def _exporter_class():
+    """nbconvert's HTML exporter (basic template), with Markdown math rendered to MathML and
+    links to other lessons pointed at their pages."""
+    from jinja2 import pass_context
+    from nbconvert import HTMLExporter
+
+    class LessonExporter(HTMLExporter):
+        def __init__(self, site, **kwargs):
+            # The basic template passes each highlighted code cell through bleach (a fifth of
+            # the build's time); the code is the repository's own lessons, highlighted by
+            # pygments, so there is nothing to clean. Outputs are not sanitized either way.
+            filters = {"clean_html": lambda html: html}
+            super().__init__(template_name="basic", filters=filters, **kwargs)
+            self.site = site
+            self.exclude_input_prompt = True
+            self.exclude_output_prompt = True
+
+        @pass_context  # as nbconvert's own: the template passes the cell in the context
+        def markdown2html(self, context, source):
+            protected, spans = book_math.protect_math(source)
+            rendered = super().markdown2html(context, protected)
+            self.site.equations += len(spans)
+            try:
+                return self.site.rewrite_links(book_math.restore_math(rendered, spans))
+            except book_math.MathError as error:
+                where = self.site.rendering or "markdown"
+                raise ValueError(f"{where}: {error}") from None
+
+    return LessonExporter
+
+
+class _Site:
+    """The pages being written into ``out``, with what links between them."""
+
+    def __init__(self, out, lessons_dir, lessons):
+        from nbconvert.preprocessors import ExtractOutputPreprocessor
+
+        self.out = out
+        self.lessons_dir = lessons_dir
+        self.lessons = lessons  # [(path, title)]
+        self.pages = []
+        self.search = []
+        self.equations = 0
+        self.depth = 0
+        self.rendering = None
+        self.exporter = _exporter_class()(self)
+        self.exporter.register_preprocessor(ExtractOutputPreprocessor, enabled=True)
+        self.modules = {}  # module name -> module, for the API pages
+
+    # ---------------------------------------------------------------- pages
+
+    def root(self):
+        return "../" * self.depth
+
+    def page(self, path, title, body, index=True):
+        """Write one page at ``path`` (relative to out) around ``body``."""
+        self.depth = path.count("/")
+        root = self.root()
+        text = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(title)} · {_esc(TITLE)}</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{root}_static/book.css">
+</head>
+<body>
+<header class="book-nav">
+<a class="book-home" href="{root}index.html">{_esc(TITLE)}</a>
+<a href="{root}map.html">Lessons</a>
+<a href="{root}api/index.html">API</a>
+<form class="book-search" action="{root}search.html" method="get" role="search">
+<input type="search" name="q" placeholder="Search the book" aria-label="Search the book">
+</form>
+</header>
+<main>
+{body}
+</main>
+<footer>Built from the repository by <code>python -m iwae_np book</code>. Every page works
+offline: nothing is fetched from outside this folder.</footer>
+</body>
+</html>
+"""
+        target = self.out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        self.pages.append(path)
+        if index:
+            self.search.extend(_search_entries(path, title, body))
+
+    def rewrite_links(self, rendered):
+        """Links in a lesson's Markdown (or in lessons/README.md): a lesson notebook becomes its
+        page, lessons/README.md the map; any other relative link leaves the book, so it is kept
+        as text, with the path it named as a tooltip."""
+        lesson_stems = {path.name: path.stem for path, _ in self.lessons}
+        root = self.root()
+
+        def replace(match):
+            href, label = html.unescape(match.group(2)), match.group(3)
+            if re.match(r"^[a-z][a-z0-9+.-]*:|^#", href):
+                return match.group(0)
+            target, _, fragment = href.partition("#")
+            name = Path(target).name
+            if name in lesson_stems and not target.startswith(".."):
+                url = f"{root}lessons/{lesson_stems[name]}.html"
+            elif target in ("README.md", "./README.md"):
+                url = f"{root}map.html"
+            else:
+                tooltip = _esc(f"{href} (not part of the book)")
+                return f'<span class="offbook" title="{tooltip}">{label}</span>'
+            url += f"#{fragment}" if fragment else ""
+            return f'<a{match.group(1) or " "}href="{_esc(url)}">{label}</a>'
+
+        return re.sub(
+            r'<a(\s[^>]*?)?\s*href="([^"]*)"[^>]*>(.*?)</a>', replace, rendered, flags=re.S
+        )
+
+    # ---------------------------------------------------------------- lessons
+
+    def lesson_page(self, path, title, notebook, previous, following):
+        stem = path.stem
+        self.depth = 1
+        self.rendering = path.name
+        resources = {
+            "output_files_dir": f"{stem}_files",
+            "unique_key": "output",
+            "metadata": {"name": stem, "path": str(path.parent)},
+        }
+        body, resources = self.exporter.from_notebook_node(notebook, resources=resources)
+        for name, data in resources.get("outputs", {}).items():
+            target = self.out / "lessons" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        self._copy_markdown_images(body)
+        shutil.copyfile(path, self.out / "notebooks" / path.name)
+        bar = (
+            f'<nav class="lesson-bar">Download the notebook: <a class="download" '
+            f'href="../notebooks/{_esc(path.name)}" download>{_esc(path.name)}</a> '
+            f'(open it in Jupyter after <code>pip install -e ".[lessons]"</code>). '
+            f'The figures and numbers below are from one run of it. <a href="#functions-used">'
+            f"The package's functions it uses</a>.</nav>"
+        )
+        pager = '<nav class="pager">'
+        pager += (
+            f'<a href="{previous[0].stem}.html">← {_esc(previous[1])}</a>'
+            if previous
+            else "<span></span>"
+        )
+        pager += (
+            f'<a href="{following[0].stem}.html">{_esc(following[1])} →</a>' if following else ""
+        )
+        pager += "</nav>"
+        uses = self.functions_used(notebook)
+        self.page(f"lessons/{stem}.html", title, bar + body + uses + pager)
+        self.rendering = None
+
+    def _copy_markdown_images(self, body):
+        for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', body):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", src) or src.startswith(("/", "..")):
+                continue
+            source = self.lessons_dir / src
+            if source.is_file() and not (self.out / "lessons" / src).exists():
+                (self.out / "lessons" / src).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, self.out / "lessons" / src)
+
+    def functions_used(self, notebook):
+        """A section listing the package's functions and classes the notebook's code names
+        (``iw.iwae_bound``, ``from iwae_np.vi import fit_local``), each linked to its API entry
+        and its source."""
+        found = {}
+        code = [_text(cell.source) for cell in notebook.cells if cell.cell_type == "code"]
+        for obj in _package_objects(code):
+            where = _definition(obj)
+            if where and where[1] and where[0] in self.modules:
+                found[where] = obj
+        if not found:
+            return (
+                '<section class="uses"><h2 id="functions-used">The package\'s functions this '
+                "lesson uses</h2><p>None by name.</p></section>"
+            )
+        items = []
+        for (module, qualname), obj in sorted(found.items()):
+            line = _source_line(obj)
+            anchor = f"#L-{line}" if line else ""
+            items.append(
+                f'<li><a href="../api/{module}.html#{module}.{qualname}">'
+                f"<code>{module}.{qualname}</code></a> "
+                f'<a class="source" href="../source/{module}.html{anchor}">source</a></li>'
+            )
+        return (
+            '<section class="uses"><h2 id="functions-used">The package\'s functions this lesson '
+            'uses</h2><ul class="toc">' + "".join(items) + "</ul></section>"
+        )
+
+    # ---------------------------------------------------------------- API and source
+
+    def api_pages(self):
+        entries = []
+        for name in api_modules():
+            self.modules[name] = importlib.import_module(name)
+        for name, module in self.modules.items():
+            self.module_page(name, module)
+            self.source_page(name, module)
+            entries.append(name)
+        core = [n for n in entries if n.count(".") == 1 and not _is_package(self.modules[n])]
+        groups = [("The package", [PACKAGE]), ("The core", core)]
+        for sub in sorted(n for n in entries if n.count(".") == 1 and n not in core):
+            groups.append((sub, [n for n in entries if n == sub or n.startswith(sub + ".")]))
+        body = [
+            '<h1 id="api">API reference</h1><p>Every module of the package, from its '
+            "docstrings. Equations are written in the docstrings as Unicode text, the way the "
+            "source shows them. Each entry links to its source.</p>"
+        ]
+        for heading, names in groups:
+            body.append(f"<h2>{_esc(heading)}</h2><ul>")
+            for name in names:
+                body.append(
+                    f'<li><a href="{name}.html"><code>{name}</code></a> — '
+                    f"{_esc(_first_line(self.modules[name].__doc__))}</li>"
+                )
+            body.append("</ul>")
+        self.page("api/index.html", "API reference", "\n".join(body))
+
+    def module_page(self, name, module):
+        self.depth = 1
+        parts = [
+            f'<h1 id="{name}"><code>{name}</code> <a class="source" href="../source/{name}.html">'
+            f"source</a></h1>",
+            docstring_html(module.__doc__),
+        ]
+        names = public_names(module)
+        if names:
+            parts.append('<h2>Contents</h2><ul class="toc">')
+            parts += [f'<li><a href="#{name}.{n}"><code>{n}</code></a></li>' for n in names]
+            parts.append("</ul>")
+        for public in names:
+            parts.append(self.api_entry(name, public, getattr(module, public, None)))
+        self.page(f"api/{name}.html", name, "\n".join(parts))
+
+    def api_entry(self, module, public, obj):
+        anchor = f"{module}.{public}"
+        where = _definition(obj) if obj is not None else None
+        if inspect.ismodule(obj):
+            return (
+                f'<section class="api-entry"><h3 id="{anchor}"><code>{public}</code> '
+                f'<span class="kind">module</span></h3><p>See <a href="{obj.__name__}.html">'
+                f"<code>{obj.__name__}</code></a>: {_esc(_first_line(obj.__doc__))}</p></section>"
+            )
+        if where and where[0] != module:
+            target = f"{where[0]}.{where[1]}"
+            return (
+                f'<section class="api-entry"><h3 id="{anchor}"><code>{public}</code> '
+                f'<span class="kind">from {where[0]}</span></h3><p>Defined in <a '
+                f'href="{where[0]}.html#{target}"><code>{target}</code></a>: '
+                f"{_esc(_first_line(unwrap(obj).__doc__))}</p></section>"
+            )
+        if not (inspect.isclass(obj) or callable(obj)):
+            text = repr(obj)
+            text = text if len(text) <= 300 else text[:300] + " …"
+            return (
+                f'<section class="api-entry"><h3 id="{anchor}"><code>{public}</code> '
+                f'<span class="kind">{_esc(type(obj).__name__)}</span></h3>'
+                f'<pre class="doc-block">{_esc(text)}</pre></section>'
+            )
+        kind = "class" if inspect.isclass(obj) else "function"
+        parts = [
+            f'<section class="api-entry"><h3 id="{anchor}"><code>{public}{_signature(obj)}</code> '
+            f'<span class="kind">{kind}</span>{self._source_link(module, obj)}</h3>',
+            docstring_html(inspect.getdoc(unwrap(obj)) if kind == "function" else obj.__doc__),
+        ]
+        if inspect.isclass(obj):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_") or not _is_method(value):
+                    continue
+                function = value.fget if isinstance(value, property) else value
+                if isinstance(function, (classmethod, staticmethod)):
+                    function = function.__func__
+                label = attr if isinstance(value, property) else f"{attr}{_signature(function)}"
+                kind = "property" if isinstance(value, property) else "method"
+                parts.append(
+                    f'<div class="api-method"><h4 id="{anchor}.{attr}"><code>{_esc(label)}</code> '
+                    f'<span class="kind">{kind}</span>{self._source_link(module, function)}</h4>'
+                    f"{docstring_html(inspect.getdoc(unwrap(function)))}</div>"
+                )
+        parts.append("</section>")
+        return "\n".join(parts)
+
+    def _source_link(self, module, obj):
+        line = _source_line(obj)
+        anchor = f"#L-{line}" if line else ""
+        return f'<a class="source" href="../source/{module}.html{anchor}">source</a>'
+
+    def source_page(self, name, module):
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        path = inspect.getsourcefile(module)
+        code = Path(path).read_text(encoding="utf-8")
+        formatter = HtmlFormatter(linenos="inline", lineanchors="L")
+        relative = Path(path).resolve().relative_to(_package_root().parent)
+        body = (
+            f'<div class="source-page"><h1 id="source"><code>{relative}</code></h1>'
+            f'<p>The source of <a href="../api/{name}.html"><code>{name}</code></a>.</p>'
+            f"{highlight(code, PythonLexer(), formatter)}</div>"
+        )
+        self.page(f"source/{name}.html", f"{relative} (source)", body, index=False)
+
+    # ---------------------------------------------------------------- the rest
+
+    def map_page(self):
+        readme = self.lessons_dir / "README.md"
+        self.depth = 0
+        if readme.is_file():
+            self.rendering = "lessons/README.md"
+            body = self.exporter.markdown2html({}, readme.read_text(encoding="utf-8"))
+            self.rendering = None
+        else:
+            body = "<h1>Lessons</h1>" + self._lesson_list("")
+        self.page("map.html", "Lessons: the map", body)
+
+    def _lesson_list(self, root):
+        items = "".join(
+            f'<li><a href="{root}lessons/{path.stem}.html">{_esc(title)}</a></li>'
+            for path, title in self.lessons
+        )
+        return f'<ol class="lessons" start="0">{items}</ol>'
+
+    def index_page(self):
+        package_doc = importlib.import_module(PACKAGE).__doc__
+        body = f"""<h1 id="the-course">Variational inference and the IWAE bound, built
+from scratch</h1>
+<p>{_esc(_first_line(package_doc))} The lessons teach one concept each with the package's own
+functions, answer their questions with an experiment, and end with questions those experiments
+answer. Every page here was executed when the book was built: the figures and numbers are on the
+page. To run a lesson yourself, download its notebook from the top of its page.</p>
+<h2 id="lessons">Lessons</h2>
+{self._lesson_list("")}
+<h2 id="more">Also in the book</h2>
+<ul>
+<li><a href="map.html">The lesson map</a>: which lesson answers which question, prerequisites,
+run and study time.</li>
+<li><a href="api/index.html">The API reference</a>: every module and public function, from the
+docstrings, with links to the source.</li>
+<li><a href="search.html">Search</a> the lessons and the API.</li>
+</ul>"""
+        self.page("index.html", "Home", body)
+
+    def search_page(self):
+        body = """<h1 id="search">Search</h1>
+<form id="search-form" action="search.html" method="get" role="search">
+<input id="search-input" type="search" name="q" placeholder="a word, e.g. importance"
+ aria-label="Search the book" autofocus>
+</form>
+<p id="search-status"></p>
+<ol id="search-results"></ol>
+<script src="_static/search_index.js"></script>
+<script src="_static/search.js"></script>"""
+        self.page("search.html", "Search", body, index=False)
+
+    def static_files(self):
+        static = self.out / "_static"
+        static.mkdir(parents=True, exist_ok=True)
+        from pygments.formatters import HtmlFormatter
+
+        css = book_assets.CSS + HtmlFormatter().get_style_defs(".highlight")
+        (static / "book.css").write_text(css, encoding="utf-8")
+        (static / "search.js").write_text(book_assets.SEARCH_JS, encoding="utf-8")
+        shutil.copyfile(math_font(), static / "STIXTwoMath-Regular.ttf")
+        (static / "FONT-NOTICE.txt").write_text(book_assets.FONT_NOTICE, encoding="utf-8")
+        index = json.dumps(self.search, ensure_ascii=False, separators=(",", ":"))
+        (static / "search_index.js").write_text(
+            f"window.BOOK_SEARCH_INDEX = {index};\n", encoding="utf-8"
+        )
+
+
+def _is_package(module):
+    return hasattr(module, "__path__")
+
+
+def _is_method(value):
+    return inspect.isfunction(value) or isinstance(value, (property, classmethod, staticmethod))
+
+
+def _signature(obj):
+    try:
+        signature = inspect.signature(unwrap(obj))
+    except (TypeError, ValueError):
+        return "(…)"
+    text = str(signature)
+    return text if len(text) <= 400 else text[:400] + " …)"
+
+
+def _package_root():
+    return Path(importlib.import_module(PACKAGE).__file__).resolve().parent
+
+
+def math_font():
+    """The STIX Two Math font file that the ziamath package ships (the [docs] extra)."""
+    spec = importlib.util.find_spec("ziamath")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            'ziamath: expected the [docs] extra installed (pip install -e ".[docs]"), '
+            "for the math font, got no ziamath"
+        )
+    return Path(spec.submodule_search_locations[0]) / "fonts" / "STIXTwoMath-Regular.ttf"
+
+
+def _package_objects(sources):
+    """The package's objects a notebook's code cells name: ``alias.name...`` chains after
+    ``import iwae_np as alias``, and names from ``from iwae_np... import``, in any cell."""
+    trees = []
+    for code in sources:
+        code = "\n".join(
+            line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
+        try:
+            trees.append(ast.parse(code))
+        except SyntaxError:
+            continue
+    bound = {}
+    for node in (node for tree in trees for node in ast.walk(tree)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE:
+                    top = alias.asname or alias.name.split(".")[0]
+                    bound[top] = importlib.import_module(alias.name if alias.asname else PACKAGE)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE:
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                value = getattr(module, alias.name, None)
+                if value is None:
+                    try:
+                        value = importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        continue
+                bound[alias.asname or alias.name] = value
+    found = []
+    for node in (node for tree in trees for node in ast.walk(tree)):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if not (isinstance(node, ast.Name) and node.id in bound):
+            continue
+        obj = bound[node.id]
+        for attr in [None, *reversed(chain)]:
+            if attr is not None:
+                obj = getattr(obj, attr, None)
+            if inspect.isclass(obj) or inspect.isfunction(unwrap(obj)):
+                found.append(obj)
+            elif not inspect.ismodule(obj):
+                break
+    return found
+
+
+def _lesson_title(notebook, path):
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in _text(cell.source).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem.replace("_", " ")
+
+
+def check_out(out):
+    """``out`` can take the book: new, an empty folder, or a book built before (which the build
+    replaces). Anything else is refused, so that no other files are ever deleted."""
+    if isinstance(out, bytes) or not isinstance(out, (str, Path)) or not str(out):
+        raise ValueError(f"out: expected a folder path, got {out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder, got {str(out)!r}, which is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise ValueError(
+            f"out: expected an empty folder or a book built before, got {str(out)!r}, "
+            f"which holds other files"
+        )
+    return out
+
+
+def check_arguments(out, lessons, cache, timeout):
+    """Refuse bad arguments to ``build`` before anything runs; -> (lessons folder, lessons)."""
+    check_out(out)
+    lessons_dir = Path(lessons)
+    paths = find_lessons(lessons_dir)
+    if cache is not None:
+        if Path(cache).exists() and not Path(cache).is_dir():
+            raise ValueError(f"cache: expected a folder, got {str(cache)!r}, which is a file")
+        if Path(out).resolve() in (Path(cache).resolve(), *Path(cache).resolve().parents):
+            raise ValueError(
+                f"cache: expected a folder outside out (rebuilding replaces out), got "
+                f"{str(cache)!r} inside {str(out)!r}"
+            )
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+    return lessons_dir, paths
+
+
+def _prepare_out(out):
+    out = check_out(out)
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by python -m iwae_np book; rebuilt in place\n")
+    return out
+
+
+def build(out, lessons="lessons", cache=None, timeout=600, progress=None):
+    """Build the book into the folder ``out``; -> a Book.
+
+    lessons: the folder holding the lesson notebooks (``NN_name.ipynb``) and README.md (the
+    lesson map). cache: a folder for executed notebooks (None: execute every lesson, keep
+    nothing). timeout: seconds a lesson's cell may run. progress: a function called with one
+    line per step (None: silent). ``out`` must be empty, new, or a book built before (it is
+    then replaced). A lesson that raises stops the build with LessonFailed.
+    """
+    lessons_dir, paths = check_arguments(out, lessons, cache, timeout)
+    math_font()  # the [docs] extra is there, before any lesson runs
+    say = progress or (lambda line: None)
+    book = Book(out=Path(out))
+    notebooks = []
+    for path in paths:
+        started = time.perf_counter()
+        notebook, executed = executed_lesson(path, cache=cache, timeout=timeout)
+        if executed:
+            book.executed.append(path.name)
+            say(f"executed {path.name} in {time.perf_counter() - started:.0f} s")
+        else:
+            say(f"{path.name}: from the cache")
+        notebooks.append((path, _lesson_title(notebook, path), notebook))
+    out = _prepare_out(out)
+    site = _Site(out, lessons_dir, [(path, title) for path, title, _ in notebooks])
+    (out / "notebooks").mkdir()
+    site.api_pages()  # first: lesson pages link to the modules' entries
+    for index, (path, title, notebook) in enumerate(notebooks):
+        previous = notebooks[index - 1][:2] if index else None
+        following = notebooks[index + 1][:2] if index + 1 < len(notebooks) else None
+        site.lesson_page(path, title, notebook, previous, following)
+    site.map_page()
+    site.index_page()
+    site.search_page()
+    site.static_files()
+    book.pages = site.pages
+    book.lessons = [path.name for path in paths]
+    book.modules = list(site.modules)
+    book.equations = site.equations
+    say(str(book))
+    return book
