@@ -19,10 +19,10 @@ import threading
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
-from autograd.tracer import Box, getval, trace_stack
+from autograd.tracer import Box, getval
 
 from . import threads
-from .numerics import sigmoid
+from .numerics import derivative_levels, sigmoid
 
 # ---------------------------------------------------------------- reading θ: the sparse block VJP
 
@@ -457,11 +457,12 @@ def log_weights(theta, x, eps, plan, stop_q=False, fallback=None):
     Without stop_q, log q(z|x) = Σ_d [−½ log 2π − log σ_d − ½ ε_d²] because (z − μ)/σ = ε: its
     total derivative in μ is 0 and in log σ is −1, whatever z does.
     """
-    if trace_stack.top > 0:
+    if derivative_levels(theta, x, eps) > 1:
         # Inside a derivative of a derivative (a Hessian-vector product, say): the layered
         # path, which autograd differentiates at every level. stop_q holds q constant for the
         # innermost derivative only, and a primitive cannot tell its outer levels from its inner
-        # one. (Only one derivative is being taken when at most one trace is open.)
+        # one. (The derivatives are counted from the inputs' boxes: autograd's global trace
+        # counter stays raised after an exception escapes a derivative.)
         return fallback(theta, x, eps, stop_q)
     keep = any(isinstance(value, Box) for value in (theta, x, eps))
     return _log_weights(theta, x, eps, plan, stop_q, fallback, keep)

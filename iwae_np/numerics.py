@@ -31,6 +31,19 @@ def stop_gradient(value):
     return value
 
 
+def derivative_levels(*values):
+    """How many derivatives are being taken through ``values`` now: the number of distinct
+    autograd traces among their boxes, nested boxes included (0 for plain arrays, 2 inside a
+    Hessian-vector product). Counted from the boxes themselves, not from autograd's global
+    trace counter, which stays raised after an exception escapes a derivative."""
+    traces = set()
+    for value in values:
+        while isinstance(value, Box):
+            traces.add(value._trace)
+            value = value._value
+    return len(traces)
+
+
 @primitive
 def select(condition, x, y):
     """x where ``condition`` holds, else y (NumPy's where), differentiable in x and y.

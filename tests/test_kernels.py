@@ -400,3 +400,20 @@ def test_a_forked_child_splits_elementwise_work_without_deadlock(monkeypatch):
     os.close(write)
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
+
+
+def test_the_fused_kernel_survives_an_exception_inside_a_derivative():
+    """autograd's global trace counter stays raised when an exception escapes a derivative; the
+    fused kernel counts the derivatives from its inputs' boxes, so it stays in use."""
+    fast, _, theta, x, eps = _pair()
+
+    def failing(t):
+        raise RuntimeError("inside a derivative")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            autograd.grad(failing)(theta)
+    objective = lambda t: anp.mean(iw.iwae_bound(fast.log_weights(t, x, eps)))
+    assert _operations(objective, theta) <= 4
+    hvp = autograd.grad(lambda t: np.dot(autograd.grad(objective)(t), theta))(theta)
+    assert np.all(np.isfinite(hvp))
