@@ -18,13 +18,7 @@ import contextlib
 import glob
 import os
 
-from ..classroom.release import (
-    BEGIN_HIDDEN,
-    BEGIN_SOLUTION,
-    END_HIDDEN,
-    load_nbformat,
-    student_version,
-)
+from ..classroom.release import load_nbformat, write_student_copy
 
 
 @contextlib.contextmanager
@@ -80,16 +74,7 @@ def release(source, out):
             f"overwrite the solved lessons), got {out!r}"
         )
     os.makedirs(out, exist_ok=True)
-    written = []
-    for path in paths:
-        copy = student_version(nbformat.read(path, as_version=4))
-        text = "\n".join(cell.source for cell in copy.cells)
-        if BEGIN_HIDDEN in text or END_HIDDEN in text or BEGIN_SOLUTION in text:
-            raise ValueError(
-                f"source: expected every solution and hidden test delimited, got a stray "
-                f"marker in {path}"
-            )
-        target = os.path.join(out, os.path.basename(path))
-        nbformat.write(copy, target)
-        written.append(target)
-    return written
+    return [
+        write_student_copy(nbformat, path, os.path.join(out, os.path.basename(path)))
+        for path in paths
+    ]

@@ -91,6 +91,20 @@ def student_version(notebook):
     return notebook
 
 
+def write_student_copy(nbformat, path, target):
+    """Write the student copy of the notebook at ``path`` to ``target``; a solution or
+    hidden-test marker left in the copy (a region not delimited) stops it. -> target."""
+    copy = student_version(nbformat.read(path, as_version=4))
+    text = "\n".join(cell.source for cell in copy.cells)
+    if BEGIN_HIDDEN in text or BEGIN_SOLUTION in text or END_HIDDEN in text:
+        raise ValueError(
+            f"source: expected every solution and hidden test delimited, got a stray marker "
+            f"in {path}"
+        )
+    nbformat.write(copy, target)
+    return target
+
+
 def release(source, out):
     """Write a student copy of every notebook in the assignment folders under ``source`` to the
     same place under ``out``; other files of those folders (data, images) are copied as they are,
@@ -115,15 +129,7 @@ def release(source, out):
         for name in sorted(files):
             path, target = os.path.join(folder, name), os.path.join(target_folder, name)
             if name.endswith(".ipynb"):
-                copy = student_version(nbformat.read(path, as_version=4))
-                text = "\n".join(cell.source for cell in copy.cells)
-                if BEGIN_HIDDEN in text or BEGIN_SOLUTION in text or END_HIDDEN in text:
-                    raise ValueError(
-                        f"source: expected every solution and hidden test delimited, got a "
-                        f"stray marker in {path}"
-                    )
-                nbformat.write(copy, target)
-                written.append(target)
+                written.append(write_student_copy(nbformat, path, target))
             elif not name.endswith(".pyc") and not name.startswith("."):
                 shutil.copy2(path, target)
     return written
