@@ -131,7 +131,7 @@ def assert_normal_sample():
 # tests/test_lesson_claims*.py, tests/test_book.py). Under pytest-xdist the workers share one
 # folder of executed notebooks, and a lock per lesson makes a second worker that asks for a lesson
 # already running wait for it instead of running it again.
-EXECUTED_LESSONS = {}  # lesson path -> the executed notebook, in this process
+EXECUTED_LESSONS = {}  # (lesson path, student copy?) -> the executed notebook, in this process
 _NEWLY_EXECUTED = []  # (lesson stem, seconds) run during the current test, reported with it
 
 
@@ -146,24 +146,29 @@ def _shared_folder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def executed_lesson(tmp_path_factory):
-    """executed_lesson(path) -> the notebook run top to bottom with nbclient, as a student runs
-    it (CellExecutionError, naming the cell, on any error); executed on first use only."""
+    """executed_lesson(path, student=False) -> the lesson (with ``student``, its student copy:
+    every exercise unsolved, as ``python -m iwae_np lessons release`` writes it) run top to
+    bottom with nbclient in the lessons' folder, as a student runs it (CellExecutionError,
+    naming the cell, on any error); executed on first use only."""
     folder = _shared_folder(tmp_path_factory)
 
-    def run(path):
-        if path not in EXECUTED_LESSONS:
+    def run(path, student=False):
+        if (path, student) not in EXECUTED_LESSONS:
             import fcntl
 
             import nbformat  # here: its validator takes seconds to load, at every collection
 
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-            done = folder / f"{path.stem}-{digest}.ipynb"
-            with open(folder / f"{path.stem}.lock", "w") as lock:
+            name = f"{path.stem}{'-student' if student else ''}"
+            done = folder / f"{name}-{digest}.ipynb"
+            with open(folder / f"{name}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
                 if not done.exists():
                     from nbclient import NotebookClient
 
-                    notebook = nbformat.read(path, as_version=4)
+                    from iwae_np.app.book import lesson_notebook
+
+                    notebook = lesson_notebook(path, solutions=not student)
                     started = time.perf_counter()
                     NotebookClient(
                         notebook,
@@ -171,11 +176,11 @@ def executed_lesson(tmp_path_factory):
                         kernel_name="python3",
                         resources={"metadata": {"path": str(path.parent)}},
                     ).execute()
-                    _NEWLY_EXECUTED.append((path.stem, time.perf_counter() - started))
+                    _NEWLY_EXECUTED.append((name, time.perf_counter() - started))
                     nbformat.write(notebook, done.with_suffix(".part"))
                     os.replace(done.with_suffix(".part"), done)
-            EXECUTED_LESSONS[path] = nbformat.read(done, as_version=4)
-        return EXECUTED_LESSONS[path]
+            EXECUTED_LESSONS[path, student] = nbformat.read(done, as_version=4)
+        return EXECUTED_LESSONS[path, student]
 
     return run
 
@@ -237,8 +242,9 @@ def lesson_claims(executed_lesson):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print each lesson's run time, each student copy's and each other notebook test's (CI's log
-    keeps them; the 60 s budget per lesson is checked by eye, not by a timed test)."""
+    """Print each lesson's run time, its student copy's (NN_name-student) and each other notebook
+    test's (CI's log keeps them; the 60 s budget per lesson is checked by eye, not by a timed
+    test)."""
     reports = [
         r
         for outcome in ("passed", "failed")
@@ -255,6 +261,7 @@ def pytest_terminal_summary(terminalreporter):
         for r in reports
         if "notebook" in r.keywords
         and "runs_top_to_bottom" not in r.nodeid
+        and "student_copy_runs_to_the_end" not in r.nodeid
         and "test_lesson_claims" not in r.nodeid
     ]
     if others:

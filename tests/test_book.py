@@ -118,6 +118,11 @@ def _tiny_lessons(folder):
         cells=[
             new_markdown_cell("# 00 · A tiny lesson\n\nThe bound $L_k$ and\n\n$$\\log p(x)$$"),
             new_code_cell("import iwae_np as iw\niw.iwae_bound"),
+            new_code_cell(
+                "def double(a):\n    ### BEGIN SOLUTION\n    return a + a  # the tiny solution\n"
+                "    ### END SOLUTION\n### BEGIN HIDDEN TESTS\nassert double(2) == 4\n"
+                "### END HIDDEN TESTS"
+            ),
         ]
     )
     (folder / "00_tiny.ipynb").write_text(nbformat.writes(notebook))
@@ -126,20 +131,34 @@ def _tiny_lessons(folder):
     return folder, notebook
 
 
+def _text_of(page):
+    """What a page shows as text (tags dropped, entities read): highlighted code is split into
+    spans, so a line of code is found in this, not in the HTML."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
 @pytest.mark.slow
 def test_a_book_builds_from_the_cache_without_executing(tmp_path):
     lessons, executed = _tiny_lessons(tmp_path / "lessons")
-    book.store_executed(tmp_path / "cache", lessons / "00_tiny.ipynb", executed)
+    student = book.lesson_notebook(lessons / "00_tiny.ipynb")
+    student.cells[1].outputs = executed.cells[1].outputs
+    book.store_executed(tmp_path / "cache", lessons / "00_tiny.ipynb", student)
     built = book.build(tmp_path / "out", lessons=lessons, cache=tmp_path / "cache")
     assert built.executed == [] and built.lessons == ["00_tiny.ipynb"] and built.equations == 2
+    assert not built.solutions and "student edition" in str(built)
     out = tmp_path / "out"
     page = (out / "lessons" / "00_tiny.html").read_text()
     assert page.count("<math") == 2 and "$" not in page
     assert 'href="../notebooks/00_tiny.ipynb"' in page
     assert "../source/iwae_np.bounds.html#L-" in page  # the function it uses, at its line
-    assert (out / "notebooks" / "00_tiny.ipynb").read_bytes() == (
-        lessons / "00_tiny.ipynb"
-    ).read_bytes()
+    # the student edition: the solution and the hidden test are on no page and in no download
+    assert "raise NotImplementedError()" in _text_of(page)
+    for path in out.rglob("*"):
+        if path.suffix in (".html", ".ipynb", ".js"):
+            text = path.read_text()
+            assert "the tiny solution" not in text and "double(2)" not in text, path
+    assert _sources(out / "notebooks" / "00_tiny.ipynb") == _sources(student)
+    assert "student edition" in (out / "index.html").read_text()
     assert len(list((out / "lessons" / "00_tiny_files").glob("*.png"))) == 1
     readme = (out / "map.html").read_text()
     assert 'href="lessons/00_tiny.html"' in readme and 'title="other.md (not part' in readme
@@ -150,6 +169,16 @@ def test_a_book_builds_from_the_cache_without_executing(tmp_path):
     with pytest.raises(ValueError, match="^out: expected an empty folder or a book built"):
         book.build(tmp_path / "mine", lessons=lessons, cache=tmp_path / "cache")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep me"
+    # the instructor edition shows the lesson as stored, and offers it for download as it is
+    book.store_executed(tmp_path / "cache", lessons / "00_tiny.ipynb", executed, solutions=True)
+    built = book.build(tmp_path / "out", lessons=lessons, cache=tmp_path / "cache", solutions=True)
+    assert built.executed == [] and built.solutions
+    page = _text_of((out / "lessons" / "00_tiny.html").read_text())
+    assert "the tiny solution" in page and "double(2) == 4" in page
+    assert (out / "notebooks" / "00_tiny.ipynb").read_bytes() == (
+        lessons / "00_tiny.ipynb"
+    ).read_bytes()
+    assert "instructor edition" in (out / "index.html").read_text()
 
 
 def _cli(*args, cwd=ROOT):
@@ -207,17 +236,18 @@ def test_cli_a_failing_lesson_is_one_line_exit_1(tmp_path):
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory, executed_lesson):
-    """The book of the repository's lessons, built from conftest's executed notebooks."""
+    """The book of the repository's lessons (the student edition), built from the student copies
+    conftest executed for tests/test_lessons.py."""
     folder = tmp_path_factory.mktemp("book")
     keys = {}  # lesson -> the key of the version conftest ran
     for path in LESSONS:
-        executed = executed_lesson(path)
+        executed = executed_lesson(path, student=True)
         keys[path.name] = book.cache_key(executed)[:20]
         book.store_executed(folder / "cache", path, executed)
     built = book.build(folder / "book", lessons=ROOT / "lessons", cache=folder / "cache")
     # The builder runs only what conftest did not: a lesson edited on disk since (or added).
     for name in built.executed:
-        (cached,) = (folder / "cache").glob(f"{Path(name).stem}-*.ipynb")
+        (cached,) = (folder / "cache").glob(f"{Path(name).stem}-student-*.ipynb")
         assert cached.stem.rsplit("-", 1)[1] != keys.get(name), f"{name} ran a second time"
     return built
 
@@ -369,6 +399,21 @@ def _link_problems(page, href, base):
     return []
 
 
+def _sources(notebook):
+    """A notebook (a path or a node) -> its cells' sources."""
+    import nbformat
+
+    if isinstance(notebook, Path):
+        notebook = nbformat.read(str(notebook), as_version=4)
+    return [cell.source for cell in notebook.cells]
+
+
+def _has_outputs(path):
+    import nbformat
+
+    return any(cell.get("outputs") for cell in nbformat.read(str(path), as_version=4).cells)
+
+
 def _lesson_links(page, report, base):
     """A lesson page: its download link is its notebook, and it links to the source of the
     package's functions it uses."""
@@ -380,9 +425,11 @@ def _lesson_links(page, report, base):
     if not (report["downloads"][0].startswith(base) and target.is_file()):
         problems.append(f"{page}: the download link does not resolve: {report['downloads'][0]}")
     elif lesson.stat().st_mtime <= target.stat().st_mtime and (
-        target.read_bytes() != lesson.read_bytes()  # (unless the lesson was edited since)
+        _sources(target) != _sources(book.lesson_notebook(lesson))  # (unless edited since)
     ):
-        problems.append(f"{page}: the download link is not the lesson's notebook")
+        problems.append(f"{page}: the download link is not the lesson's student copy")
+    elif _has_outputs(target):
+        problems.append(f"{page}: the downloaded notebook carries outputs")
     if report["sources"] == 0:
         problems.append(f"{page}: no link to the source of a function it uses")
     return problems
@@ -497,3 +544,42 @@ def test_the_book_in_a_real_browser(browser, built_book, record_property):
     _check_search(built_book, browser)
     missing = _check_api(built_book, browser)
     assert missing == [], f"public functions missing from the API pages: {missing}"
+
+
+def _solution_lines(lesson):
+    """The lines a lesson's student copy must not show: those of its solution regions and hidden
+    tests (at least 20 characters, and not also written elsewhere in the student copy)."""
+    import nbformat
+
+    from iwae_np.classroom.release import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION
+
+    notebook = nbformat.read(str(lesson), as_version=4)
+    shown = "\n".join(_sources(book.lesson_notebook(lesson)))
+    lines, inside = set(), False
+    for cell in notebook.cells:
+        for line in cell.source.split("\n"):
+            if BEGIN_SOLUTION in line or BEGIN_HIDDEN in line:
+                inside = True
+            elif END_SOLUTION in line or END_HIDDEN in line:
+                inside = False
+            elif inside and len(line.strip()) >= 20 and line.strip() not in shown:
+                lines.add(line.strip())
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_the_student_book_shows_no_solution(built_book):
+    """The default edition is for students: no lesson page shows a line of a solution or of a
+    hidden test, and every page of a lesson with exercises shows what an unsolved one prints."""
+    assert not built_book.solutions
+    checked = 0
+    for lesson in LESSONS:
+        page = _text_of((built_book.out / "lessons" / f"{lesson.stem}.html").read_text())
+        hidden = _solution_lines(lesson)
+        leaked = sorted(line for line in hidden if line in page)
+        assert not leaked, f"{lesson.name} shows {leaked[:3]}"
+        checked += len(hidden)
+        if "### BEGIN SOLUTION" in lesson.read_text():
+            assert "not solved yet" in page, lesson.name
+    assert checked > 50  # the check looked at real solutions

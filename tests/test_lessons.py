@@ -27,15 +27,6 @@ def test_lesson_runs_top_to_bottom(path, executed_lesson):
     executed_lesson(path)  # raises CellExecutionError, with the failing cell, on any error
 
 
-def _student_copy(path):
-    """The student copy of one lesson, as ``python -m iwae_np lessons release`` writes it."""
-    import nbformat
-
-    from iwae_np.classroom import student_version
-
-    return student_version(nbformat.read(path, as_version=4))
-
-
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_hidden_tests_stay_outside_the_exercise_block(path):
     """``with exercise(…)`` lets an unsolved exercise pass its visible checks quietly; the hidden
@@ -87,18 +78,10 @@ def test_exercise_and_or_package(capsys):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
-def test_student_copy_runs_to_the_end(path):
+def test_student_copy_runs_to_the_end(path, executed_lesson):
     """A student copy (every exercise unsolved) runs top to bottom: the visible checks say the
     exercise is not solved yet, and the experiments fall back to the package's functions."""
-    from nbclient import NotebookClient
-
-    notebook = _student_copy(path)
-    NotebookClient(
-        notebook,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
+    notebook = executed_lesson(path, student=True)
     printed = "".join(
         output.get("text", "")
         for cell in notebook.cells

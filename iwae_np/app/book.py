@@ -59,9 +59,10 @@ class LessonFailed(RuntimeError):
 class Book:
     """What ``build`` wrote: the folder, every page (paths relative to it), the lessons in
     order, which of them were executed now (the others came from the cache), the API modules,
-    and the number of equations rendered to MathML."""
+    the number of equations rendered to MathML, and the edition (solutions shown or not)."""
 
     out: Path
+    solutions: bool = False
     pages: list = field(default_factory=list)
     lessons: list = field(default_factory=list)
     executed: list = field(default_factory=list)
@@ -70,7 +71,8 @@ class Book:
 
     def __str__(self):
         return (
-            f"book written to {self.out / 'index.html'}: {len(self.pages)} pages "
+            f"{'instructor' if self.solutions else 'student'} edition of the book written to "
+            f"{self.out / 'index.html'}: {len(self.pages)} pages "
             f"({len(self.lessons)} lessons, {len(self.modules)} API modules), "
             f"{self.equations} equations; {len(self.executed)} lessons executed, "
             f"{len(self.lessons) - len(self.executed)} from the cache"
@@ -104,20 +106,29 @@ def cache_key(notebook):
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def cached_path(cache, lesson, notebook):
-    """Where the cache folder keeps the executed copy of ``notebook`` (read from ``lesson``)."""
-    return Path(cache) / f"{Path(lesson).stem}-{cache_key(notebook)[:20]}.ipynb"
+def _edition(solutions):
+    return "solutions" if solutions else "student"
 
 
-def store_executed(cache, lesson, executed):
-    """Put a notebook executed elsewhere (an nbformat node, run from ``lesson``) into the cache
-    folder, in place of the lesson's earlier versions; -> its path there. The key is computed
-    from the executed copy's own cells, so a lesson edited since is not mistaken for it."""
+def cached_path(cache, lesson, notebook, solutions=False):
+    """Where the cache folder keeps the executed copy of ``notebook`` (read from ``lesson``; its
+    student copy, or with ``solutions`` the lesson as stored)."""
+    name = f"{Path(lesson).stem}-{_edition(solutions)}-{cache_key(notebook)[:20]}.ipynb"
+    return Path(cache) / name
+
+
+def store_executed(cache, lesson, executed, solutions=False):
+    """Put a notebook executed elsewhere (an nbformat node, run from ``lesson``: its student copy,
+    or with ``solutions`` the lesson as stored) into the cache folder, in place of the earlier
+    versions of that edition; -> its path there. The key is computed from the executed copy's
+    own cells, so a lesson edited since is not mistaken for it."""
     import nbformat
 
-    path = cached_path(cache, lesson, executed)
+    path = cached_path(cache, lesson, executed, solutions)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stale = re.compile(re.escape(Path(lesson).stem) + r"-[0-9a-f]{20}\.ipynb")
+    stale = re.compile(
+        re.escape(f"{Path(lesson).stem}-{_edition(solutions)}") + r"-[0-9a-f]{20}\.ipynb"
+    )
     for other in path.parent.iterdir():  # the lesson's earlier versions
         if other != path and stale.fullmatch(other.name):
             other.unlink()
@@ -125,18 +136,31 @@ def store_executed(cache, lesson, executed):
     return path
 
 
-def executed_lesson(lesson, cache=None, timeout=600):
-    """lesson (path) -> (the executed notebook, True if it was executed now). A copy in the
-    cache is used when its key matches; otherwise the notebook is run with nbclient in its own
-    folder (``timeout`` seconds per cell) and stored in the cache."""
+def lesson_notebook(lesson, solutions=False):
+    """lesson (path) -> the notebook the book shows: its student copy (every solution replaced by
+    ``raise NotImplementedError()``, hidden tests removed; ``python -m iwae_np lessons release``
+    writes the same), or, with ``solutions``, the lesson as stored, solutions filled in."""
+    import nbformat
+
+    from ..classroom.release import checked_student_version
+
+    notebook = nbformat.read(str(lesson), as_version=4)
+    return notebook if solutions else checked_student_version(notebook, lesson)
+
+
+def executed_lesson(lesson, cache=None, timeout=600, solutions=False):
+    """lesson (path) -> (the executed notebook, True if it was executed now): its student copy,
+    or with ``solutions`` the lesson as stored (``lesson_notebook``). A copy in the cache is used
+    when its key matches; otherwise the notebook is run with nbclient in the lesson's folder
+    (``timeout`` seconds per cell) and stored in the cache."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     lesson = Path(lesson)
-    notebook = nbformat.read(str(lesson), as_version=4)
+    notebook = lesson_notebook(lesson, solutions)
     if cache is not None:
-        path = cached_path(cache, lesson, notebook)
+        path = cached_path(cache, lesson, notebook, solutions)
         if path.is_file():
             return nbformat.read(str(path), as_version=4), False
     client = NotebookClient(
@@ -152,7 +176,7 @@ def executed_lesson(lesson, cache=None, timeout=600):
     except (CellExecutionError, CellTimeoutError) as error:
         raise LessonFailed(f"lesson {lesson.name} failed {_failure(notebook, error)}") from None
     if cache is not None:
-        store_executed(cache, lesson, notebook)
+        store_executed(cache, lesson, notebook, solutions)
     return notebook, True
 
 
@@ -406,13 +430,26 @@ def _exporter_class():
     return LessonExporter
 
 
+EDITIONS = {
+    False: "This is the student edition: each exercise is left for you to solve, as in the "
+    "notebooks that <code>python -m iwae_np lessons release</code> writes. The pages show what an "
+    "unsolved exercise prints, and the experiments after it ran with the package's function. "
+    "An instructor builds the edition with the solutions by <code>python -m iwae_np book "
+    "--solutions</code>.",
+    True: "This is the instructor edition: the lessons are shown with their solutions and "
+    "hidden tests filled in. Give students the student edition (<code>python -m iwae_np "
+    "book</code> without <code>--solutions</code>).",
+}
+
+
 class _Site:
     """The pages being written into ``out``, with what links between them."""
 
-    def __init__(self, out, lessons_dir, lessons):
+    def __init__(self, out, lessons_dir, lessons, solutions=False):
         from nbconvert.preprocessors import ExtractOutputPreprocessor
 
         self.out = out
+        self.solutions = solutions
         self.lessons_dir = lessons_dir
         self.lessons = lessons  # [(path, title)]
         self.pages = []
@@ -510,10 +547,20 @@ offline: nothing is fetched from outside this folder.</footer>
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         self._copy_markdown_images(body)
-        shutil.copyfile(path, self.out / "notebooks" / path.name)
+        if self.solutions:
+            shutil.copyfile(path, self.out / "notebooks" / path.name)
+            edition = "with its solutions (the instructor edition)"
+        else:  # the student copy, as the page shows it, without its outputs
+            import nbformat
+
+            nbformat.write(lesson_notebook(path), str(self.out / "notebooks" / path.name))
+            edition = (
+                "with its exercises left for you (the student edition: an unsolved exercise "
+                "says so, and the experiments after it use the package's function)"
+            )
         bar = (
             f'<nav class="lesson-bar">Download the notebook: <a class="download" '
-            f'href="../notebooks/{_esc(path.name)}" download>{_esc(path.name)}</a> '
+            f'href="../notebooks/{_esc(path.name)}" download>{_esc(path.name)}</a>, {edition} '
             f'(open it in Jupyter after <code>pip install -e ".[lessons]"</code>). '
             f'The figures and numbers below are from one run of it. <a href="#functions-used">'
             f"The package's functions it uses</a>.</nav>"
@@ -712,6 +759,7 @@ from scratch</h1>
 functions, answer their questions with an experiment, and end with questions those experiments
 answer. Every page here was executed when the book was built: the figures and numbers are on the
 page. To run a lesson yourself, download its notebook from the top of its page.</p>
+<p class="edition">{EDITIONS[self.solutions]}</p>
 <h2 id="lessons">Lessons</h2>
 {self._lesson_list("")}
 <h2 id="more">Also in the book</h2>
@@ -884,23 +932,28 @@ def _prepare_out(out):
     return out
 
 
-def build(out, lessons="lessons", cache=None, timeout=600, progress=None):
+def build(out, lessons="lessons", cache=None, timeout=600, progress=None, solutions=False):
     """Build the book into the folder ``out``; -> a Book.
 
     lessons: the folder holding the lesson notebooks (``NN_name.ipynb``) and README.md (the
     lesson map). cache: a folder for executed notebooks (None: execute every lesson, keep
     nothing). timeout: seconds a lesson's cell may run. progress: a function called with one
-    line per step (None: silent). ``out`` must be empty, new, or a book built before (it is
+    line per step (None: silent). solutions: False (the student edition) shows and offers for
+    download each lesson's student copy, its exercises unsolved and its experiments run with the
+    package's functions; True (the instructor edition) shows the lessons with their solutions
+    and hidden tests. ``out`` must be empty, new, or a book built before (it is
     then replaced). A lesson that raises stops the build with LessonFailed.
     """
     lessons_dir, paths = check_arguments(out, lessons, cache, timeout)
     math_font()  # the [docs] extra is there, before any lesson runs
     say = progress or (lambda line: None)
-    book = Book(out=Path(out))
+    book = Book(out=Path(out), solutions=solutions)
     notebooks = []
     for path in paths:
         started = time.perf_counter()
-        notebook, executed = executed_lesson(path, cache=cache, timeout=timeout)
+        notebook, executed = executed_lesson(
+            path, cache=cache, timeout=timeout, solutions=solutions
+        )
         if executed:
             book.executed.append(path.name)
             say(f"executed {path.name} in {time.perf_counter() - started:.0f} s")
@@ -908,7 +961,7 @@ def build(out, lessons="lessons", cache=None, timeout=600, progress=None):
             say(f"{path.name}: from the cache")
         notebooks.append((path, _lesson_title(notebook, path), notebook))
     out = _prepare_out(out)
-    site = _Site(out, lessons_dir, [(path, title) for path, title, _ in notebooks])
+    site = _Site(out, lessons_dir, [(path, title) for path, title, _ in notebooks], solutions)
     (out / "notebooks").mkdir()
     site.api_pages()  # first: lesson pages link to the modules' entries
     for index, (path, title, notebook) in enumerate(notebooks):

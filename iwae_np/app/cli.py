@@ -365,7 +365,12 @@ def run_book(args):
         check_output_folder("cache", cache, create=True)
     try:
         built = book.build(
-            args.out, lessons=args.lessons, cache=cache, timeout=args.timeout, progress=print
+            args.out,
+            lessons=args.lessons,
+            cache=cache,
+            timeout=args.timeout,
+            progress=print,
+            solutions=args.solutions,
         )
     except book.LessonFailed as error:  # the lesson's own error, in one line
         print(f"iwae_np book: error: {error}", file=sys.stderr)
@@ -534,6 +539,12 @@ def build_parser():
         f"(default {os.path.join(DEFAULT_OUT, 'book_cache')})",
     )
     book.add_argument("--no-cache", action="store_true", help="execute every lesson afresh")
+    book.add_argument(
+        "--solutions",
+        action="store_true",
+        help="the instructor edition: lessons with their solutions and hidden tests (default: "
+        "the student edition, each lesson's student copy)",
+    )
     book.add_argument(
         "--timeout", type=_positive_float, default=600, help="seconds per lesson cell (600)"
     )

@@ -91,17 +91,23 @@ def student_version(notebook):
     return notebook
 
 
-def write_student_copy(nbformat, path, target):
-    """Write the student copy of the notebook at ``path`` to ``target``; a solution or
-    hidden-test marker left in the copy (a region not delimited) stops it. -> target."""
-    copy = student_version(nbformat.read(path, as_version=4))
+def checked_student_version(notebook, path):
+    """``student_version(notebook)``, refused (ValueError) if a solution or hidden-test marker is
+    left in it, i.e. a region in the notebook read from ``path`` is not delimited."""
+    copy = student_version(notebook)
     text = "\n".join(cell.source for cell in copy.cells)
     if BEGIN_HIDDEN in text or BEGIN_SOLUTION in text or END_HIDDEN in text:
         raise ValueError(
             f"source: expected every solution and hidden test delimited, got a stray marker "
             f"in {path}"
         )
-    nbformat.write(copy, target)
+    return copy
+
+
+def write_student_copy(nbformat, path, target):
+    """Write the student copy of the notebook at ``path`` to ``target`` (see
+    ``checked_student_version``). -> target."""
+    nbformat.write(checked_student_version(nbformat.read(path, as_version=4), path), target)
     return target
 
 
