@@ -61,3 +61,27 @@ def test_takes_a_fit_and_refuses_a_bad_one(linear_gaussian):
         iw.gaps.amortization_gap_given(lg.model, theta, x, "q*")
     with pytest.raises(ValueError, match="replicates: expected an integer >= 1"):
         iw.gaps.amortization_gap_given(lg.model, theta, x, (mean, log_std), replicates=0)
+
+
+def test_amortization_gap_pairs_its_draws_too(linear_gaussian):
+    """``amortization_gap`` fits q* itself and then estimates both ELBOs from the same draws: its
+    gap is ``amortization_gap_given`` of its own fit, bit for bit, and an unbiased estimate of the
+    closed-form gap of the q* it found (the exact ELBO of each q is known on this model)."""
+    lg = linear_gaussian
+    x = lg.sample_x(12)
+    theta, _, _ = encoder_and_best(lg, x, shift=0.2, scale=1.3)
+    measured, fit = iw.gaps.amortization_gap(lg.model, theta, x, steps=300, replicates=400)
+    given = iw.gaps.amortization_gap_given(lg.model, theta, x, fit, replicates=400)
+    np.testing.assert_array_equal(measured["gap"], given)
+    np.testing.assert_array_equal(
+        measured["gap"], measured["local_elbo"] - measured["encoder_elbo"]
+    )
+    shift = fit.mean - lg.posterior_mean(x)  # q*'s exact ELBO, per point, from its own λ
+    encoder_log_std = np.log(1.3) - 0.5 * np.log(np.diag(lg.precision))
+    exact = [
+        np.ravel(lg.exact_elbo(x[i : i + 1], fit.log_std[i], shift[i]))[0]
+        - np.ravel(lg.exact_elbo(x[i : i + 1], encoder_log_std, 0.2))[0]
+        for i in range(len(x))
+    ]
+    error = measured["gap"] - np.array(exact)  # each point's estimate is unbiased for its gap
+    assert abs(error.mean()) < 4 * np.std(error, ddof=1) / np.sqrt(len(x))
