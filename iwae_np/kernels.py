@@ -11,6 +11,7 @@ in the usual case and a traceable ``autograd.numpy`` path when they are differen
 (their input or cotangent is itself a box), so grad-of-grad works through every kernel.
 """
 
+import contextlib
 import math
 import os
 import sys
@@ -347,27 +348,97 @@ def _in_parallel(work, jobs, elements):
     each ufunc, so the threads run at the same time; waiting threads sleep (they do not spin), so
     a busy machine only takes the gain away."""
     workers = min(len(jobs), threads.elementwise(), max(1, elements // _PER_THREAD))
-    if workers <= 1:
+    if workers <= 1 or getattr(_LOCAL, "in_group", False):  # a row group's thread: no nesting
         for job in jobs:
             work(job)
         return
-    if not _EXECUTOR or _EXECUTOR[1] != os.getpid():  # none yet, or this is a forked child,
-        from concurrent.futures import ThreadPoolExecutor  # which has no copy of the threads
-
-        _EXECUTOR[:] = [ThreadPoolExecutor(max_workers=max(2, threads.cores()) - 1), os.getpid()]
     groups = [jobs[i::workers] for i in range(workers)]
 
     def run(group):
         for job in group:
             work(job)
 
-    futures = [_EXECUTOR[0].submit(run, group) for group in groups[1:]]
+    futures = [_executor().submit(run, group) for group in groups[1:]]
     run(groups[0])
     for future in futures:
         future.result()
 
 
+def _executor():
+    """The kernels' thread pool (cores − 1 threads: the calling thread is the other one)."""
+    if not _EXECUTOR or _EXECUTOR[1] != os.getpid():  # none yet, or this is a forked child,
+        from concurrent.futures import ThreadPoolExecutor  # which has no copy of the threads
+
+        _EXECUTOR[:] = [ThreadPoolExecutor(max_workers=max(2, threads.cores()) - 1), os.getpid()]
+    return _EXECUTOR[0]
+
+
+def row_groups(k, n, elements):
+    """How the decoder's k·n rows are split between threads: [(i0, i1, n0, n1)], each group a
+    run of whole samples (or, when k = 1, of points), so its rows are contiguous in the
+    (k·n, width) arrays. One group (no split) unless each thread gets at least _PER_THREAD of
+    the decoder's ``elements``."""
+    workers = min(threads.elementwise(), max(1, elements // _PER_GROUP))
+    if k == 1:
+        workers = min(workers, n)
+        edges = [round(n * j / workers) for j in range(workers + 1)]
+        return [(0, 1, edges[j], edges[j + 1]) for j in range(workers)]
+    workers = min(workers, k)
+    edges = [round(k * j / workers) for j in range(workers + 1)]
+    return [(edges[j], edges[j + 1], 0, n) for j in range(workers)]
+
+
+def _rows_of(group, n):
+    """A group's (start, stop) in the flattened k·n rows (row i·n + j is sample i, point j)."""
+    i0, i1, n0, n1 = group
+    if (n0, n1) == (0, n):
+        return i0 * n, i1 * n
+    return i0 * n + n0, i0 * n + n1  # a run of points of one sample
+
+
+def decoder_groups(plan, k, n):
+    """The row groups (``row_groups``) of a fused call on k samples of n points: split only
+    for the Bernoulli likelihood (the Gaussian's σ_x gradient is one sum over every row)."""
+    if plan.likelihood != "bernoulli":
+        return [(0, k, 0, n)]
+    width = sum(W[2][1] for W, _ in plan.decoder)
+    return row_groups(k, n, k * n * width)
+
+
+def blas_for(groups):
+    """Context for a whole fused call: BLAS held to one thread whenever the call may use more
+    than one (its parallelism is then its own: the row ``groups`` run their matrix products side
+    by side, one core each, and the elementwise passes split their blocks). OpenBLAS's threads
+    keep spinning for a while after each product they ran, and a spinning thread takes a core
+    from the call's own threads. Measured on the 2-core machine, a W1 k = 50 step's decoder
+    (forward and backward): 76 ms with two BLAS threads, 90 ms with one, 66 ms as two row
+    groups of one thread each, 272 ms as two row groups while BLAS kept two threads."""
+    if len(groups) > 1 or threads.elementwise() > 1:
+        return threads.blas_threads(1)
+    return contextlib.nullcontext()
+
+
+def _in_groups(work, groups):
+    """Run ``work(index, group)`` for every row group, one thread each (inside ``blas_for``)."""
+    if len(groups) == 1:
+        work(0, groups[0])
+        return
+
+    def run(index):
+        _LOCAL.in_group = True
+        try:
+            work(index, groups[index])
+        finally:
+            _LOCAL.in_group = False
+
+    futures = [_executor().submit(run, index) for index in range(1, len(groups))]
+    run(0)
+    for future in futures:
+        future.result()
+
+
 _PER_THREAD = 100_000  # below this many elements per thread, dispatching costs more than it gains
+_PER_GROUP = 40_000  # the same for the decoder's row groups (elements of its layers' outputs)
 _BLOCK = 32_768  # elements per block of fused passes: a few blocks' temporaries stay in cache
 
 
@@ -475,7 +546,8 @@ def _log_weights(theta, x, eps, plan, stop_q, fallback, keep):
     if x.dtype != dtype or eps.dtype != dtype or dtype not in (np.float32, np.float64):
         return _fall_back(theta, x, eps, stop_q, fallback, keep)
     with np.errstate(all="ignore"), threads.kernel_call():
-        out, saved = _forward(theta, x, eps, plan, keep)
+        with blas_for(decoder_groups(plan, *eps.shape[:2])):
+            out, saved = _forward(theta, x, eps, plan, keep)
     if not np.isfinite(out).all():  # an overflow on the way: the layered path's exact answer
         return _fall_back(theta, x, eps, stop_q, fallback, keep)
     if keep:
@@ -519,22 +591,43 @@ def _forward(theta, x, eps, plan, keep):
     z = take((k, n, d), dtype)
     np.multiply(sigma, eps, out=z)
     z += mean  # z = μ + σ ε
-    # the decoder, on the k·n samples
-    a, decoder_in = z.reshape(rows, d), []
-    for i, (W_block, b_block) in enumerate(plan.decoder):
-        W, b = _view(theta, W_block), _view(theta, b_block)
-        decoder_in.append(a)
-        out = take((rows, W.shape[1]), dtype)
-        np.matmul(a, W, out=out)
-        if i < len(plan.decoder) - 1:
-            _bias_activate(out, b, plan.activation)
-        else:
-            out += b
-        a = out
+    # the decoder, on the k·n samples: each layer's output is a (rows, width) array, filled by
+    # row groups (one thread each, see _in_groups) or at once
+    weights = [(_view(theta, W), _view(theta, b)) for W, b in plan.decoder]
+    decoder_in = [z.reshape(rows, d)] + [take((rows, W.shape[1]), dtype) for W, _ in weights[:-1]]
+    a = take((rows, weights[-1][0].shape[1]), dtype)
     outputs = a.reshape(k, n, -1)
-    if plan.likelihood == "bernoulli":
-        log_lik, lik_saved = _bernoulli_forward(x, outputs, keep, take)
-    else:
+    bernoulli = plan.likelihood == "bernoulli"
+    if bernoulli:
+        sign = 2 * x - 1  # (n, x_dim)
+        log_lik = np.empty((k, n), dtype)
+        e_all = take(outputs.shape, dtype) if keep else None
+        positive_all = take(outputs.shape, np.bool_) if keep else None
+        lik_saved = (sign, e_all, positive_all)
+    groups = decoder_groups(plan, k, n)
+
+    def forward(index, group):
+        start, stop = _rows_of(group, n)
+        for i, (W, b) in enumerate(weights):
+            out = (decoder_in[i + 1] if i + 1 < len(weights) else a)[start:stop]
+            np.matmul(decoder_in[i][start:stop], W, out=out)
+            if i < len(weights) - 1:
+                _bias_activate(out, b, plan.activation)
+            else:
+                out += b
+        if bernoulli:
+            i0, i1, n0, n1 = group
+            part = (slice(i0, i1), slice(n0, n1))
+            _bernoulli_into(
+                sign[n0:n1],
+                outputs[part],
+                log_lik[part],
+                e_all[part] if keep else None,
+                positive_all[part] if keep else None,
+            )
+
+    _in_groups(forward, groups)
+    if not bernoulli:
         log_lik, lik_saved = _gaussian_forward(theta, x, outputs, plan)
     # log p(z) and log q(z|x) exactly as distributions.std_normal_logpdf and normal_logpdf
     # compute them (same operations, so the same bits; they are (k, n, z_dim), small)
@@ -570,16 +663,14 @@ def _bias_activate(out, b, activation):
     _in_parallel(work, _row_blocks(rows, width), out.size)
 
 
-def _bernoulli_forward(x, logits, keep, take):
-    """Σ_d log σ(s_d ℓ_d), s = 2x − 1, with the operations of ``bernoulli_log_terms`` (the same
-    bits), block by block: log σ(t) = min(t, 0) − log1p(e), e = exp(−|t|). When ``keep``, saves
-    e and where t ≥ 0, so that the backward pass needs no transcendental function:
+def _bernoulli_into(sign, logits, out, e_all, positive_all):
+    """out ← Σ_d log σ(s_d ℓ_d) (k, n), s = 2x − 1 (sign: (n, x_dim)), with the operations of
+    ``bernoulli_log_terms`` (the same bits), block by block: log σ(t) = min(t, 0) − log1p(e),
+    e = exp(−|t|). With e_all and positive_all (each like logits; None to skip), saves e and
+    where t ≥ 0, so that the backward pass needs no transcendental function:
     σ(−t) = (e if t ≥ 0 else 1) / (1 + e)."""
     k, n, width = logits.shape
-    sign = 2 * x - 1  # (n, x_dim)
-    out = np.empty((k, n), logits.dtype)
-    e_all = take(logits.shape, logits.dtype) if keep else None
-    positive_all = take(logits.shape, np.bool_) if keep else None
+    keep = e_all is not None
     blocks = _sample_blocks(k, n, width)
 
     def work(block):
@@ -598,7 +689,6 @@ def _bernoulli_forward(x, logits, keep, take):
         np.sum(t, axis=-1, out=out[i0:i1, n0:n1])
 
     _in_parallel(work, blocks, logits.size)
-    return out, (sign, e_all, positive_all)
 
 
 def _bernoulli_backward(g, saved, grad_logits):
@@ -643,7 +733,8 @@ def _log_weights_vjp(argnums, ans, args, kwargs):
         if isinstance(g, Box):  # the cotangent is being differentiated: the traceable path
             return _reference_vjp(args[:3], argnums, stop_q, fallback)(g)
         with np.errstate(all="ignore"), threads.kernel_call():
-            return (_backward(g, theta, x, eps, plan, stop_q, saved),)
+            with blas_for(decoder_groups(plan, *eps.shape[:2])):
+                return (_backward(g, theta, x, eps, plan, stop_q, saved),)
 
     return vjp
 
@@ -679,11 +770,10 @@ def _backward(g, theta, x, eps, plan, stop_q, saved):
     k, n, d = eps.shape
     rows = k * n
     grad = workspace.take((plan.size,), dtype)
-    delta = saved["outputs"]  # (rows, x_dim): the outputs are not needed again; their gradient
-    outputs = delta.reshape(k, n, -1)  # takes their place
-    if plan.likelihood == "bernoulli":
-        _bernoulli_backward(g, saved["likelihood"], outputs)
-    else:
+    last = saved["outputs"]  # (rows, x_dim): the outputs are not needed again; their gradient
+    outputs = last.reshape(k, n, -1)  # takes their place
+    bernoulli = plan.likelihood == "bernoulli"
+    if not bernoulli:
         # ∂/∂mean = g u / σ_x;  ∂/∂log σ_x = Σ_{k,n} g (u² − 1)
         u, inverse_std = saved["likelihood"]
         log_std_grad = _view(grad, plan.log_std)
@@ -691,17 +781,41 @@ def _backward(g, theta, x, eps, plan, stop_q, saved):
         log_std_grad -= g.sum()
         np.multiply(u, inverse_std, out=outputs)
         outputs *= g[:, :, None]
-    # the decoder, last layer first: W ← aᵀ δ, b ← Σ_rows δ, δ ← (δ Wᵀ) ⊙ a'(·)
-    for i in range(len(plan.decoder) - 1, -1, -1):
-        W_block, b_block = plan.decoder[i]
-        a, W = saved["decoder_in"][i], _view(theta, W_block)
-        np.matmul(a.T, delta, out=_view(grad, W_block))
-        np.sum(delta, axis=0, out=_view(grad, b_block))
-        previous = workspace.take((rows, W.shape[0]), dtype)
-        np.matmul(delta, W.T, out=previous)
-        if i > 0:
-            _activation_backward(previous, a, plan.activation)
-        delta = previous
+    # the decoder, last layer first: W ← aᵀ δ, b ← Σ_rows δ, δ ← (δ Wᵀ) ⊙ a'(·), by the row
+    # groups of the forward pass; each group after the first sums its rows' W and b gradients
+    # in its own arrays, added to the first's in a fixed order at the end
+    weights = [(_view(theta, W), _view(theta, b)) for W, b in plan.decoder]
+    targets = [(_view(grad, W), _view(grad, b)) for W, b in plan.decoder]
+    deltas = [workspace.take((rows, W.shape[0]), dtype) for W, _ in weights]  # ∂/∂ layer inputs
+    groups = decoder_groups(plan, k, n)
+    partials = [[(np.empty_like(W), np.empty_like(b)) for W, b in targets] for _ in groups[1:]]
+
+    def backward(index, group):
+        start, stop = _rows_of(group, n)
+        if bernoulli:
+            i0, i1, n0, n1 = group
+            part = (slice(i0, i1), slice(n0, n1))
+            sign, e_all, positive_all = saved["likelihood"]
+            lik = (sign[n0:n1], e_all[part], positive_all[part])
+            _bernoulli_backward(g[part], lik, outputs[part])
+        delta = last[start:stop]
+        for i in range(len(weights) - 1, -1, -1):
+            a, W = saved["decoder_in"][i][start:stop], weights[i][0]
+            W_grad, b_grad = targets[i] if index == 0 else partials[index - 1][i]
+            np.matmul(a.T, delta, out=W_grad)
+            np.sum(delta, axis=0, out=b_grad)
+            previous = deltas[i][start:stop]
+            np.matmul(delta, W.T, out=previous)
+            if i > 0:
+                _activation_backward(previous, a, plan.activation)
+            delta = previous
+
+    _in_groups(backward, groups)
+    for partial in partials:
+        for (W_grad, b_grad), (W_part, b_part) in zip(targets, partial, strict=True):
+            W_grad += W_part
+            b_grad += b_part
+    delta = deltas[0]
     # z: log p(z) adds −g z; with stop_q, −log q(z; μ, σ held) adds g (z − μ)/σ² = g ε/σ
     z, sigma, g3 = saved["z"], saved["sigma"], g[:, :, None]
     grad_z = delta.reshape(k, n, d)

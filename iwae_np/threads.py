@@ -123,7 +123,7 @@ class kernel_call:  # noqa: N801 (a context manager, like adaptive)
     interval = 2.0
 
     def __enter__(self):
-        self._restore, self._pushed = [], False
+        self._restore, self._pushed = None, False
         if _ELEMENTWISE or _CORES[0] == 1:
             return self
         now = time.monotonic()
@@ -133,19 +133,38 @@ class kernel_call:  # noqa: N801 (a context manager, like adaptive)
         free = _KERNEL[1]
         if free is None or free >= _CORES[0]:
             return self
-        for library in _controller().lib_controllers:
-            if library.user_api == "blas" and library.num_threads > free:
-                self._restore.append((library, library.num_threads))
-                library.set_num_threads(free)
+        self._restore = blas_threads(free)
+        self._restore.__enter__()
         _ELEMENTWISE.append(free)
         self._pushed = True
         return self
 
     def __exit__(self, *exc):
-        for library, count in self._restore:
-            library.set_num_threads(count)
+        if self._restore is not None:
+            self._restore.__exit__(*exc)
         if self._pushed:
             _ELEMENTWISE.pop()
+
+
+class blas_threads:  # noqa: N801 (a context manager)
+    """Context: every BLAS library held to at most ``count`` threads, its own count restored on
+    exit (a lower count set outside is kept)."""
+
+    def __init__(self, count):
+        self.count = count
+        self._restore = []
+
+    def __enter__(self):
+        for library in _controller().lib_controllers:
+            if library.user_api == "blas" and library.num_threads > self.count:
+                self._restore.append((library, library.num_threads))
+                library.set_num_threads(self.count)
+        return self
+
+    def __exit__(self, *exc):
+        for library, count in self._restore:
+            library.set_num_threads(count)
+        self._restore = []
 
 
 class adaptive:  # noqa: N801 (a context manager, named like threadpoolctl's)

@@ -257,20 +257,37 @@ def test_fused_log_weights_at_extreme_scales_behave_as_the_reference(log_std):
         np.testing.assert_allclose(fused, expected, rtol=1e-12)
 
 
-def test_fused_elementwise_passes_split_over_threads_give_the_same_bits(monkeypatch):
-    """Splitting the blocks of an elementwise pass between threads changes no number."""
+def test_fused_passes_split_over_threads_agree_with_one_thread(monkeypatch):
+    """Splitting the elementwise passes' blocks and the decoder's rows between threads changes
+    no log-weight (the same bits). The gradient's decoder weights are then summed per row group
+    and the groups' sums added, which moves only the last bits; with a given thread count the
+    result is the same bits on every call."""
     from iwae_np import threads
 
     fast, _, theta, x, eps = _pair()
     eps = np.random.default_rng(1).standard_normal((40, 4, 2))
     objective = lambda t: anp.mean(iw.iwae_bound(fast.log_weights(t, x, eps)))
     one = autograd.value_and_grad(objective)(theta)
+    weights_one = fast.log_weights(theta, x, eps)
     monkeypatch.setattr(kernels, "_PER_THREAD", 1)
     monkeypatch.setattr(kernels, "_BLOCK", 8)  # many small blocks
     monkeypatch.setattr(threads, "_ELEMENTWISE", [2])
+    assert len(kernels.row_groups(40, 4, 10**6)) == 2 and len(kernels.row_groups(1, 4, 10**6)) == 2
     two = autograd.value_and_grad(objective)(theta)
+    np.testing.assert_array_equal(fast.log_weights(theta, x, eps), weights_one)
     assert one[0] == two[0]
-    np.testing.assert_array_equal(one[1], two[1])
+    np.testing.assert_allclose(two[1], one[1], rtol=1e-12, atol=1e-15)
+    assert not np.array_equal(two[1], np.zeros_like(two[1]))
+    again = autograd.value_and_grad(objective)(theta)
+    np.testing.assert_array_equal(again[1], two[1])
+    # k = 1: the groups split the points instead of the samples
+    single = lambda t: anp.mean(iw.bounds.elbo(fast.log_weights(t, x, eps[:1])))
+    monkeypatch.setattr(threads, "_ELEMENTWISE", [1])
+    expected = autograd.value_and_grad(single)(theta)
+    monkeypatch.setattr(threads, "_ELEMENTWISE", [2])
+    got = autograd.value_and_grad(single)(theta)
+    assert got[0] == expected[0]
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-15)
 
 
 def _operations(f, x):

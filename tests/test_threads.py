@@ -89,3 +89,19 @@ def test_elementwise_threads_follow_the_environment(monkeypatch):
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     assert threads.allowed_cores() == threads.cores()
+
+
+@pytest.mark.blas_threads
+def test_blas_threads_holds_the_count_and_restores_it():
+    """blas_threads(1) holds every BLAS library to one thread inside, restores each library's own
+    count on exit (even after an exception), and never raises a lower count set outside."""
+    before = _blas_threads()
+    with threads.blas_threads(1):
+        assert _blas_threads() == [1] * len(before)
+    assert _blas_threads() == before
+    with pytest.raises(RuntimeError), threads.blas_threads(1):
+        raise RuntimeError("inside")
+    assert _blas_threads() == before
+    with threadpool_limits(1):
+        with threads.blas_threads(2):
+            assert _blas_threads() == [1] * len(before)
