@@ -4,7 +4,9 @@
                                =  approximation gap   +   amortization gap
 
 q* is the best member of q's family for each point, found by classic VI (``vi.fit_local``)
-started at the encoder's λ, so it can only improve on it. Classic VI runs until every point has
+started at the encoder's λ (its stochastic steps usually improve on it; a point where they did
+not shows a small negative gap, estimated from the same draws as the encoder's ELBO, so it is
+not noise). Classic VI runs until every point has
 converged (``tol``) or ``steps`` have run; the LocalFit that ``amortization_gap`` returns says
 which points converged. A bound or gradient that stops being finite raises
 ``vi.LocalFitDiverged`` (a ``train.TrainingDiverged``), which keeps the last good λ.
