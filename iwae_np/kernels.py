@@ -405,15 +405,30 @@ def decoder_groups(plan, k, n):
     return row_groups(k, n, k * n * width)
 
 
+def encoder_groups(plan, k, n):
+    """The groups of points the encoder runs in, in a call on k samples of n points: split only
+    when the decoder is (``decoder_groups``: BLAS is then held to one thread, see ``blas_for``)
+    and each group has at least _MACS_PER_GROUP multiply-adds (the encoder's cost is its
+    products: its first layer reads the whole x, so its outputs alone would undercount it)."""
+    if len(decoder_groups(plan, k, n)) == 1:
+        return [(0, 1, 0, n)]
+    macs = n * sum(W[2][0] * W[2][1] for W, _ in plan.encoder)
+    workers = min(threads.elementwise(), max(1, macs // _MACS_PER_GROUP), n)
+    edges = [round(n * j / workers) for j in range(workers + 1)]
+    return [(0, 1, edges[j], edges[j + 1]) for j in range(workers)]
+
+
 def blas_for(groups):
-    """Context for a whole fused call: BLAS held to one thread whenever the call may use more
-    than one (its parallelism is then its own: the row ``groups`` run their matrix products side
-    by side, one core each, and the elementwise passes split their blocks). OpenBLAS's threads
+    """Context for a whole fused call: BLAS held to one thread when the call runs in row
+    ``groups`` (its parallelism is then its own: the groups run their matrix products side by
+    side, one core each). Smaller calls keep BLAS's threads: there, two BLAS threads on the
+    products beat two groups (measured: W2 and W1 k ≤ 5 were 10–40 % slower in groups).
+    OpenBLAS's threads
     keep spinning for a while after each product they ran, and a spinning thread takes a core
     from the call's own threads. Measured on the 2-core machine, a W1 k = 50 step's decoder
     (forward and backward): 76 ms with two BLAS threads, 90 ms with one, 66 ms as two row
     groups of one thread each, 272 ms as two row groups while BLAS kept two threads."""
-    if len(groups) > 1 or threads.elementwise() > 1:
+    if len(groups) > 1:
         return threads.blas_threads(1)
     return contextlib.nullcontext()
 
@@ -438,7 +453,8 @@ def _in_groups(work, groups):
 
 
 _PER_THREAD = 100_000  # below this many elements per thread, dispatching costs more than it gains
-_PER_GROUP = 40_000  # the same for the decoder's row groups (elements of its layers' outputs)
+_PER_GROUP = 100_000  # the same for the decoder's row groups (elements of its layers' outputs)
+_MACS_PER_GROUP = 4_000_000  # the encoder's groups: multiply-adds per group
 _BLOCK = 32_768  # elements per block of fused passes: a few blocks' temporaries stay in cache
 
 
@@ -578,14 +594,16 @@ def _forward(theta, x, eps, plan, keep):
     dtype = theta.dtype
     k, n, d = eps.shape
     rows = k * n
-    # the encoder, on the n points (small)
-    h, encoder_in = x, []
-    for i, (W_block, b_block) in enumerate(plan.encoder):
-        encoder_in.append(h)
-        h = np.matmul(h, _view(theta, W_block))
-        h += _view(theta, b_block)
-        if i < len(plan.encoder) - 1:
-            _activate(h, plan.activation)
+    # the encoder, on the n points (by groups of points when n is large)
+    encoder = [(_view(theta, W), _view(theta, b)) for W, b in plan.encoder]
+    encoder_in = [x] + [take((n, W.shape[1]), dtype) for W, _ in encoder[:-1]]
+    h = np.empty((n, encoder[-1][0].shape[1]), dtype)
+    _in_groups(
+        lambda index, group: _layers_forward(
+            encoder, encoder_in, h, _rows_of(group, n), plan.activation
+        ),
+        encoder_groups(plan, k, n),
+    )
     mean, log_std = h[:, :d], h[:, d:]
     sigma = np.exp(log_std)
     z = take((k, n, d), dtype)
@@ -607,14 +625,7 @@ def _forward(theta, x, eps, plan, keep):
     groups = decoder_groups(plan, k, n)
 
     def forward(index, group):
-        start, stop = _rows_of(group, n)
-        for i, (W, b) in enumerate(weights):
-            out = (decoder_in[i + 1] if i + 1 < len(weights) else a)[start:stop]
-            np.matmul(decoder_in[i][start:stop], W, out=out)
-            if i < len(weights) - 1:
-                _bias_activate(out, b, plan.activation)
-            else:
-                out += b
+        _layers_forward(weights, decoder_in, a, _rows_of(group, n), plan.activation)
         if bernoulli:
             i0, i1, n0, n1 = group
             part = (slice(i0, i1), slice(n0, n1))
@@ -785,10 +796,9 @@ def _backward(g, theta, x, eps, plan, stop_q, saved):
     # groups of the forward pass; each group after the first sums its rows' W and b gradients
     # in its own arrays, added to the first's in a fixed order at the end
     weights = [(_view(theta, W), _view(theta, b)) for W, b in plan.decoder]
-    targets = [(_view(grad, W), _view(grad, b)) for W, b in plan.decoder]
     deltas = [workspace.take((rows, W.shape[0]), dtype) for W, _ in weights]  # ∂/∂ layer inputs
     groups = decoder_groups(plan, k, n)
-    partials = [[(np.empty_like(W), np.empty_like(b)) for W, b in targets] for _ in groups[1:]]
+    sums = _GroupSums(grad, plan.decoder, len(groups))
 
     def backward(index, group):
         start, stop = _rows_of(group, n)
@@ -798,23 +808,18 @@ def _backward(g, theta, x, eps, plan, stop_q, saved):
             sign, e_all, positive_all = saved["likelihood"]
             lik = (sign[n0:n1], e_all[part], positive_all[part])
             _bernoulli_backward(g[part], lik, outputs[part])
-        delta = last[start:stop]
-        for i in range(len(weights) - 1, -1, -1):
-            a, W = saved["decoder_in"][i][start:stop], weights[i][0]
-            W_grad, b_grad = targets[i] if index == 0 else partials[index - 1][i]
-            np.matmul(a.T, delta, out=W_grad)
-            np.sum(delta, axis=0, out=b_grad)
-            previous = deltas[i][start:stop]
-            np.matmul(delta, W.T, out=previous)
-            if i > 0:
-                _activation_backward(previous, a, plan.activation)
-            delta = previous
+        _layers_backward(
+            weights,
+            saved["decoder_in"],
+            last[start:stop],
+            sums.of(index),
+            deltas,
+            (start, stop),
+            plan.activation,
+        )
 
     _in_groups(backward, groups)
-    for partial in partials:
-        for (W_grad, b_grad), (W_part, b_part) in zip(targets, partial, strict=True):
-            W_grad += W_part
-            b_grad += b_part
+    sums.add_up()
     delta = deltas[0]
     # z: log p(z) adds −g z; with stop_q, −log q(z; μ, σ held) adds g (z − μ)/σ² = g ε/σ
     z, sigma, g3 = saved["z"], saved["sigma"], g[:, :, None]
@@ -829,15 +834,82 @@ def _backward(g, theta, x, eps, plan, stop_q, saved):
     if not stop_q:  # −log q = Σ_d log σ_d + …
         grad_log_std += g.sum(axis=0)[:, None]
     delta = np.concatenate([grad_mean, grad_log_std], axis=1)  # (n, 2 z_dim)
-    for i in range(len(plan.encoder) - 1, -1, -1):
-        W_block, b_block = plan.encoder[i]
-        a = saved["encoder_in"][i]
-        np.matmul(a.T, delta, out=_view(grad, W_block))
-        np.sum(delta, axis=0, out=_view(grad, b_block))
-        if i > 0:
-            delta = np.matmul(delta, _view(theta, W_block).T)
-            _activation_backward(delta, a, plan.activation)
+    encoder = [(_view(theta, W), _view(theta, b)) for W, b in plan.encoder]
+    # ∂/∂ the inputs of layers 1, 2, … (not of layer 0: that is x, held constant here)
+    encoder_deltas = [None] + [np.empty((n, W.shape[0]), dtype) for W, _ in encoder[1:]]
+    groups = encoder_groups(plan, k, n)
+    sums = _GroupSums(grad, plan.encoder, len(groups))
+
+    def encoder_backward(index, group):
+        rows_ = _rows_of(group, n)
+        _layers_backward(
+            encoder,
+            saved["encoder_in"],
+            delta[rows_[0] : rows_[1]],
+            sums.of(index),
+            encoder_deltas,
+            rows_,
+            plan.activation,
+        )
+
+    _in_groups(encoder_backward, groups)
+    sums.add_up()
     return grad
+
+
+def _layers_forward(layers, inputs, last, rows, activation):
+    """Dense layers h ← a(h W + b) (no activation on the last) for the rows (start, stop):
+    layer i reads inputs[i] and writes inputs[i + 1], the last layer writes ``last``."""
+    start, stop = rows
+    for i, (W, b) in enumerate(layers):
+        out = (inputs[i + 1] if i + 1 < len(layers) else last)[start:stop]
+        np.matmul(inputs[i][start:stop], W, out=out)
+        if i < len(layers) - 1:
+            _bias_activate(out, b, activation)
+        else:
+            out += b
+
+
+def _layers_backward(layers, inputs, delta, sums, deltas, rows, activation):
+    """Back through ``_layers_forward``'s layers for the rows (start, stop), last layer first,
+    from delta = ∂/∂(last output) of those rows: W ← aᵀ δ, b ← Σ_rows δ into ``sums`` (one
+    (W, b) pair per layer), then δ ← (δ Wᵀ) ⊙ a'(·) into deltas[i] (skipped where deltas[i] is
+    None: the first layer's input needs no gradient)."""
+    start, stop = rows
+    for i in range(len(layers) - 1, -1, -1):
+        a, W = inputs[i][start:stop], layers[i][0]
+        W_grad, b_grad = sums[i]
+        np.matmul(a.T, delta, out=W_grad)
+        np.sum(delta, axis=0, out=b_grad)
+        if deltas[i] is None:
+            break
+        previous = deltas[i][start:stop]
+        np.matmul(delta, W.T, out=previous)
+        if i > 0:
+            _activation_backward(previous, a, activation)
+        delta = previous
+
+
+class _GroupSums:
+    """Where each row group sums its rows' W and b gradients: the first group into θ's gradient
+    itself, each later one into arrays of its own, added to the first's in a fixed order by
+    ``add_up`` (so a given thread count always gives the same bits)."""
+
+    def __init__(self, grad, blocks, groups):
+        self.targets = [(_view(grad, W), _view(grad, b)) for W, b in blocks]
+        self.partials = [
+            [(np.empty_like(W), np.empty_like(b)) for W, b in self.targets]
+            for _ in range(groups - 1)
+        ]
+
+    def of(self, index):
+        return self.targets if index == 0 else self.partials[index - 1]
+
+    def add_up(self):
+        for partial in self.partials:
+            for (W_grad, b_grad), (W_part, b_part) in zip(self.targets, partial, strict=True):
+                W_grad += W_part
+                b_grad += b_part
 
 
 def _activation_backward(delta, h, activation):

@@ -271,9 +271,23 @@ def test_fused_passes_split_over_threads_agree_with_one_thread(monkeypatch):
     weights_one = fast.log_weights(theta, x, eps)
     monkeypatch.setattr(kernels, "_PER_THREAD", 1)
     monkeypatch.setattr(kernels, "_BLOCK", 8)  # many small blocks
+    monkeypatch.setattr(kernels, "_PER_GROUP", 1)  # the decoder's rows in groups
+    monkeypatch.setattr(kernels, "_MACS_PER_GROUP", 1)  # the encoder's points in groups
     monkeypatch.setattr(threads, "_ELEMENTWISE", [2])
-    assert len(kernels.row_groups(40, 4, 10**6)) == 2 and len(kernels.row_groups(1, 4, 10**6)) == 2
+    seen = []  # (which groups, how many) as the kernel asks for them
+
+    def spy(name, original):
+        def groups(*args):
+            made = original(*args)
+            seen.append((name, len(made)))
+            return made
+
+        monkeypatch.setattr(kernels, name, groups)
+
+    for name in ("encoder_groups", "decoder_groups"):
+        spy(name, getattr(kernels, name))
     two = autograd.value_and_grad(objective)(theta)
+    assert ("encoder_groups", 2) in seen and ("decoder_groups", 2) in seen
     np.testing.assert_array_equal(fast.log_weights(theta, x, eps), weights_one)
     assert one[0] == two[0]
     np.testing.assert_allclose(two[1], one[1], rtol=1e-12, atol=1e-15)
