@@ -49,6 +49,7 @@ def test_10_the_gap_falls_from_family_to_family_and_no_gaussian_reaches_zero(c):
     assert gap["full"] > 10 * se["full"]  # "many standard errors above zero"
     assert c["parameters"][1] == 5  # d(d + 3)/2, "5 for our 2-D latent"
     assert c["parameters"][2] > 20 * c["parameters"][:2].max()  # "more than twenty times"
+    assert c["parameters"][2] == 106  # "its 106 parameters per point (printed above)"
 
 
 @pytest.mark.notebook
@@ -129,6 +130,12 @@ def test_10_diagonal_samples_for_one_full_covariance_sample(c):
     above, below = c["diagonal_gap_bracket"]
     assert above > target >= below  # the sweep brackets the crossing it interpolates
     assert 12 <= k_equal <= 200  # "dozens of samples"
+    # "with every gap two standard errors lower or higher the crossing moves to the other two
+    # printed values, a factor of about two apart": the range is still "dozens"
+    low, high = c["diagonal_samples_range"]
+    assert low < k_equal < high
+    assert 12 <= low and high <= 200
+    assert 1.3 < high / low < 3
     # "no k in section 5's table brings the diagonal q down to the flow's one-sample gap"
     assert c["iwae_gap_diagonal"].min() > c["iwae_gap_coupling"][0]
 
