@@ -24,15 +24,18 @@ import os
 import pkgutil
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from iwae_np.app import book, book_math
+from iwae_np.app.book import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb"))
@@ -69,6 +72,31 @@ def test_latex_becomes_mathml_that_chromium_renders():
     assert "<mi>log</mi><mspace" in mathml and "<msup>" not in mathml and ">\\arg" not in mathml
     block = book_math.latex_to_mathml(r"\frac{1}{k}", display=True)
     assert 'display="block"' in block and "<mfrac>" in block
+
+
+BIG_DELIMITERS = (  # as the lessons write them
+    r"\Big(a\Big)^{1-\alpha}",
+    r"\big(L^{-1}(z)\big)^\top",
+    r"\Big(\frac{W}{s^2} + \beta I\Big)^{-1}",
+    r"-\log\Big|\det \frac{\partial T}{\partial \varepsilon}\Big|",
+    r"\Big(r_i - \sum_{j<i} L_{ij}\Big) \Big/ L_{ii}",
+)
+
+
+def test_hat_sim_and_big_delimiters_become_mathml_core():
+    """\\hat is the circumflex accent (not an ASCII caret set above the letter), \\sim the
+    relation ∼ (not the letter ~), and every \\big/\\Big delimiter is stretchy, one carrying a
+    script wrapped in an mrow (Chromium stretches neither a bar or slash in a row, nor the bare
+    base of a script); ``test_a_tiny_book_reads_well_in_chromium`` measures them."""
+    hat = book_math.latex_to_mathml(r"\hat L_\alpha")
+    assert '<mover accent="true"><mi>L</mi><mo>ˆ</mo></mover>' in hat and ">^<" not in hat
+    assert "<mi>z</mi><mo>∼</mo><mi>q</mi>" in book_math.latex_to_mathml(r"z \sim q")
+    for latex in BIG_DELIMITERS:
+        mathml = book_math.latex_to_mathml(latex, display=True)
+        sized = re.findall(r"<mo [^>]*minsize[^>]*>", mathml)
+        assert sized and all('stretchy="true"' in mo for mo in sized), latex
+        assert not re.search(r"<(msub|msup|msubsup)><mo ", mathml), latex
+    assert "<mi>log</mi><mspace" in book_math.latex_to_mathml(r"\log\Big|J\Big|")  # log |J|
 
 
 def test_math_placeholders_go_back_as_mathml_in_text_and_as_latex_in_tags():
@@ -197,19 +225,26 @@ def test_cli_bad_arguments_are_one_line_exit_2(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("x")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "00_list.ipynb").write_text("[]")
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    new = str(tmp_path / "new")
     cases = [
         ("--out", str(tmp_path / "file")),
         ("--out", str(tmp_path / "full")),
-        ("--out", str(tmp_path / "new"), "--lessons", str(tmp_path / "empty")),
-        ("--out", str(tmp_path / "new"), "--lessons", str(tmp_path / "missing")),
-        ("--out", str(tmp_path / "new"), "--timeout", "0"),
-        ("--out", str(tmp_path / "new"), "--cache", str(tmp_path / "new" / "cache")),
+        ("--out", new, "--lessons", str(tmp_path / "empty")),
+        ("--out", new, "--lessons", str(tmp_path / "missing")),
+        ("--out", new, "--lessons", str(tmp_path / "bad")),  # valid JSON, not a notebook
+        ("--out", new, "--lessons", str(lessons), "--timeout", "0"),
+        ("--out", new, "--lessons", str(lessons), "--cache", str(tmp_path / "new" / "cache")),
+        ("--out", new, "--lessons", str(lessons), "--cache", str(lessons)),
     ]
     for args in cases:
         result = _cli(*args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr, args
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        assert not (tmp_path / "new").exists(), args  # nothing made before the check
     assert (tmp_path / "full" / "notes.txt").exists()
 
 
@@ -229,6 +264,315 @@ def test_cli_a_failing_lesson_is_one_line_exit_1(tmp_path):
         "iwae_np book: error: lesson 00_broken.ipynb failed in cell 2, at `assert x == 2`: "
         "AssertionError"
     )
+
+
+def _write_lesson(path, markdown, *code):
+    """A lesson notebook at ``path``: one Markdown cell, then a code cell for each of ``code``."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    cells = [new_markdown_cell(markdown), *(new_code_cell(source) for source in code)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(new_notebook(cells=cells)))
+    return path
+
+
+def _cache_students(lessons, cache):
+    """Put the student copy of each lesson in ``lessons`` into ``cache`` as if executed (without
+    outputs), so that a build runs no kernel. -> cache."""
+    for lesson in sorted(lessons.glob("[0-9][0-9]_*.ipynb")):
+        book.store_executed(cache, lesson, book.lesson_notebook(lesson))
+    return cache
+
+
+def _files(folder):
+    """Every file under ``folder`` (hidden ones too) -> its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_rebuild_removes_only_what_the_builder_wrote(tmp_path):
+    """A rebuild replaces the pages the previous build wrote (its marker lists them) and removes
+    those it no longer writes, keeping everything else in the folder; inputs inside the book
+    (lessons, cache), or a cache that is the lessons folder, are refused before anything runs."""
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    cache = _cache_students(lessons, tmp_path / "cache")
+    out = tmp_path / "out"
+    book.build(out, lessons=lessons, cache=cache)
+    mine = {".git/HEAD": b"ref", "CNAME": b"book.example", "MY_NOTES.txt": b"notes"}
+    mine["lessons/my_sketch.txt"] = b"inside a folder the book writes into"
+    for name, data in mine.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    (lessons / "00_tiny.ipynb").rename(lessons / "01_renamed.ipynb")
+    _cache_students(lessons, cache)
+    book.build(out, lessons=lessons, cache=cache)
+    assert {name: (out / name).read_bytes() for name in mine} == mine
+    assert (out / "lessons" / "01_renamed.html").is_file()
+    assert not (out / "lessons" / "00_tiny.html").exists()  # the old lesson's page and figures
+    assert not (out / "notebooks" / "00_tiny.ipynb").exists()
+    # a book whose marker lists no files (built before markers did): pages replaced, rest kept
+    old = tmp_path / "old"
+    (old / "lessons").mkdir(parents=True)
+    (old / MARKER).write_text("written by python -m iwae_np book; rebuilt in place\n")
+    (old / "index.html").write_text("the old home page")
+    (old / "thesis.tex").write_text("keep me")
+    book.build(old, lessons=lessons, cache=cache)
+    assert "the old home page" not in (old / "index.html").read_text()
+    assert (old / "thesis.tex").read_text() == "keep me"
+    assert "index.html" in json.loads((old / MARKER).read_text())["files"]
+    # inputs inside the book: refused, and nothing deleted
+    shutil.copytree(lessons, out / "my_lessons")
+    for lessons_arg, cache_arg, message in [
+        (out / "my_lessons", cache, "^lessons: expected a folder outside out"),
+        (lessons, out / "cache", "^cache: expected a folder outside out"),
+        (lessons, lessons, "^cache: expected a folder other than the lessons'"),
+    ]:
+        before = _files(out), _files(lessons)
+        with pytest.raises(ValueError, match=message):
+            book.build(out, lessons=lessons_arg, cache=cache_arg)
+        assert (_files(out), _files(lessons)) == before
+
+
+@pytest.mark.slow
+def _a_tiny_book(tmp_path):
+    """Build the tiny lessons' book into tmp_path/out; -> (out, its files and their bytes)."""
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    out = tmp_path / "out"
+    book.build(out, lessons=lessons, cache=_cache_students(lessons, tmp_path / "cache"))
+    return out, _files(out)
+
+
+def test_a_failed_rebuild_leaves_the_book_as_it_was(tmp_path):
+    """The book is built beside ``out`` and moved in only when every page is written: a page that
+    fails to render (an unknown LaTeX command) leaves the previous book whole, and no staging
+    folder behind."""
+    out, before = _a_tiny_book(tmp_path)
+    broken = tmp_path / "broken"
+    _write_lesson(broken / "00_tiny.ipynb", "# 00 · Broken\n\n$\\notacommand x$", "x = 1")
+    _write_lesson(broken / "01_fine.ipynb", "# 01 · Fine", "x = 1")
+    with pytest.raises(ValueError, match="notacommand"):
+        book.build(out, lessons=broken, cache=_cache_students(broken, tmp_path / "cache"))
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "cache", "lessons", "out"]
+
+
+MALFORMED = {  # valid JSON (or not), none of it a notebook nbformat 4 accepts
+    "an object": "{}",
+    "a list": "[]",
+    "null": "null",
+    "cells that are a number": '{"cells": 5, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
+    "no metadata": '{"cells": [], "nbformat": 4, "nbformat_minor": 5}',
+    "an unknown cell type": json.dumps(
+        {
+            "cells": [{"cell_type": "weird", "source": "x", "metadata": {}}],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    ),
+    "a cut-short file": '{"cells": [{"cell_',
+}
+
+
+@pytest.mark.parametrize("content", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_lesson_is_named_before_anything_runs(tmp_path, content):
+    (tmp_path / "lessons").mkdir()
+    (tmp_path / "lessons" / "00_fine.ipynb").write_text(
+        _write_lesson(tmp_path / "fine.ipynb", "# fine", "x = 1").read_text()
+    )
+    (tmp_path / "lessons" / "01_odd.ipynb").write_text(content)
+    with pytest.raises(ValueError, match=r"^lesson 01_odd\.ipynb: expected a Jupyter notebook"):
+        book.build(tmp_path / "out", lessons=tmp_path / "lessons", cache=tmp_path / "cache")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("content", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_damaged_cache_entry_is_run_again(tmp_path, monkeypatch, content):
+    """A cache file that is not a notebook (a build killed while writing it, before writes were
+    atomic; an edit by hand) counts as a miss: the lesson runs, and its copy replaces the file."""
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    lesson = lessons / "00_tiny.ipynb"
+    cached = book.store_executed(tmp_path / "cache", lesson, book.lesson_notebook(lesson))
+    cached.write_text(content)
+    runs = []
+    monkeypatch.setattr(book, "_execute", lambda lesson, notebook, timeout: runs.append(lesson))
+    notebook, executed = book.executed_lesson(lesson, cache=tmp_path / "cache")
+    assert executed and runs == [lesson]
+    assert book.read_notebook(cached).cells == notebook.cells
+
+
+def test_a_cache_write_cut_short_keeps_the_previous_copy(tmp_path, monkeypatch):
+    """Cache files are written to a temporary file and moved into place: a write that fails part
+    way leaves the copy that was there, and no partial file."""
+    import nbformat
+
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    lesson = lessons / "00_tiny.ipynb"
+    student = book.lesson_notebook(lesson)
+    cached = book.store_executed(tmp_path / "cache", lesson, student)
+    kept = cached.read_bytes()
+
+    def write_half(notebook, path):
+        Path(path).write_text(nbformat.writes(notebook)[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nbformat, "write", write_half)
+    with pytest.raises(KeyboardInterrupt):
+        book.store_executed(tmp_path / "cache", lesson, student)
+    assert cached.read_bytes() == kept
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]
+
+
+def test_the_cache_key_follows_the_package_source(tmp_path, monkeypatch):
+    """A changed message in the package's code (same version number) changes every lesson's key,
+    so a rebuild runs the lessons again instead of showing the old text."""
+    package = tmp_path / "iwae_np"
+    (package / "app").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "app" / "lessons.py").write_text('print("not solved yet")\n')
+    monkeypatch.setattr(book, "_package_root", lambda: package)
+    first = book.package_digest.__wrapped__()
+    (package / "app" / "lessons.py").write_text('print("not solved yet, said better")\n')
+    assert book.package_digest.__wrapped__() != first
+    notebook = {"cells": [{"cell_type": "code", "source": "x = 1"}]}
+    keys = set()
+    for digest in ("one", "two"):
+        monkeypatch.setattr(book, "package_digest", lambda digest=digest: digest)
+        keys.add(book.cache_key(notebook))
+    assert len(keys) == 2
+
+
+@pytest.mark.slow
+def test_a_symlinked_out_and_out_dot_are_built(tmp_path, monkeypatch):
+    """``--out`` that is a symbolic link to a folder, or ``.``, takes the book (both failed, after
+    every lesson ran, when the builder wiped the folder)."""
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    cache = _cache_students(lessons, tmp_path / "cache")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    book.build(tmp_path / "link", lessons=lessons, cache=cache)
+    book.build(tmp_path / "link", lessons=lessons, cache=cache)  # and rebuilt
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "target" / "index.html").is_file()
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    built = book.build(".", lessons=lessons, cache=cache)
+    assert built.out == tmp_path / "here" and (tmp_path / "here" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_images_stay_inside_the_lessons_folder(tmp_path):
+    """A lesson's Markdown image is copied to the same place in the book; a path that leaves the
+    lessons folder (``sub/../../../x.png`` was copied from above the lessons to above ``out``)
+    is refused, naming the lesson and the path, and nothing outside the book is written."""
+    lessons, out = tmp_path / "deep" / "lessons", tmp_path / "deep" / "out"
+    (lessons / "img").mkdir(parents=True)
+    (lessons / "img" / "dot.png").write_bytes(b"a figure")
+    (tmp_path / "x.png").write_bytes(b"from outside the lessons")
+    (tmp_path / "deep" / "x.png").write_bytes(b"a file of the user's beside out")
+    _write_lesson(lessons / "00_pictures.ipynb", "# 00 · Pictures\n\n![dot](img/dot.png)", "1")
+    book.build(out, lessons=lessons, cache=_cache_students(lessons, tmp_path / "cache"))
+    assert (out / "lessons" / "img" / "dot.png").read_bytes() == b"a figure"
+    for src in ("sub/../../../x.png", "../x.png", "/etc/hostname"):
+        _write_lesson(lessons / "00_pictures.ipynb", f"# 00 · Pictures\n\n![up]({src})", "1")
+        cache = _cache_students(lessons, tmp_path / "cache")
+        before = _files(tmp_path)
+        message = (
+            f"lesson 00_pictures.ipynb: expected images inside the lessons folder, got {src!r}"
+        )
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            book.build(out, lessons=lessons, cache=cache)
+        assert _files(tmp_path) == before, src
+
+
+def _search_index(out):
+    text = (out / "_static" / "search_index.js").read_text()
+    return json.loads(text[text.index("=") + 1 :].strip().rstrip(";"))
+
+
+@pytest.mark.slow
+def test_search_indexes_whole_sections_and_each_lesson_once(tmp_path):
+    """A section's text is indexed to its end (it was cut at 4,000 characters), and a lesson's
+    download bar and previous/next links are not indexed (each lesson came up twice)."""
+    long = " ".join(f"word{i}" for i in range(1500)) + " subnormals"
+    lessons = tmp_path / "lessons"
+    _write_lesson(lessons / "00_first.ipynb", f"# 00 · First\n\n## Long\n\n{long}", "1")
+    _write_lesson(lessons / "01_second.ipynb", "# 01 · Second\n\nShort.", "1")
+    out = tmp_path / "out"
+    book.build(out, lessons=lessons, cache=_cache_students(lessons, tmp_path / "cache"))
+    entries = [e for e in _search_index(out) if e["u"].startswith("lessons/")]
+    assert [e["u"] for e in entries if "subnormals" in e["x"]] == ["lessons/00_first.html#Long"]
+    assert not [e for e in entries if "Download the notebook" in e["x"] or "Second →" in e["x"]]
+    for stem in ("00_first", "01_second"):  # the title's section, and no untitled one
+        assert not [e for e in entries if e["u"] == f"lessons/{stem}.html"]
+
+
+def _timed_cli(*args, **kwargs):
+    """Start the command line in its own process group; -> the Popen."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "iwae_np", "book", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_cli_lesson_failures_are_one_line(tmp_path):
+    """A lesson that ends its kernel, and one whose cell outlasts ``--timeout`` (a fraction of a
+    second, rounded up), each fail in one line naming the cell, exit 1, no traceback."""
+    folder = tmp_path / "lessons"
+    _write_lesson(folder / "00_dies.ipynb", "# 00 · Dies", "x = 1", "import os\nos._exit(3)")
+    result = _cli("--out", str(tmp_path / "out"), "--lessons", str(folder), "--no-cache")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "iwae_np book: error: lesson 00_dies.ipynb failed in cell 3: the kernel died (the cell "
+        "ended the Python process, or it was killed)\n",
+    )
+    (folder / "00_dies.ipynb").unlink()
+    _write_lesson(folder / "00_slow.ipynb", "# 00 · Slow", "x = 1", "while True:\n    pass")
+    result = _cli(
+        "--out", str(tmp_path / "out"), "--lessons", str(folder), "--no-cache", "--timeout", "0.5"
+    )
+    assert (result.returncode, result.stderr) == (
+        1,
+        "iwae_np book: error: lesson 00_slow.ipynb failed in cell 3: it timed out (a cell may "
+        "run 1 s)\n",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_a_second_build_is_refused_and_ctrl_c_keeps_the_book(tmp_path):
+    """While a build runs, a second build into the same folder is refused (one line, exit 2);
+    Ctrl-C then stops the first (one line, exit 130) and leaves the previous book as it was."""
+    out, before = _a_tiny_book(tmp_path)
+    slow = tmp_path / "slow"
+    _write_lesson(slow / "00_slow.ipynb", "# 00 · Slow", "import time\ntime.sleep(300)")
+    first = _timed_cli("--out", str(out), "--lessons", str(slow), "--no-cache")
+    try:
+        for _ in range(1200):  # the first build holds out once its staging folder exists
+            if list(tmp_path.glob(".out.building-*")) or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        second = _cli("--out", str(out), "--lessons", str(tmp_path / "lessons"), "--no-cache")
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.startswith("iwae_np book: error: out: expected a folder no other")
+        assert len(second.stderr.strip().splitlines()) == 1
+        os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert (first.returncode, stderr) == (
+        130,
+        "iwae_np book: interrupted; the book in --out is as it was\n",
+    )
+    assert _files(out) == before and not list(tmp_path.glob(".out.building-*"))
 
 
 # ------------------------------------------------------------------ the whole book in a browser
@@ -544,6 +888,50 @@ def test_the_book_in_a_real_browser(browser, built_book, record_property):
     _check_search(built_book, browser)
     missing = _check_api(built_book, browser)
     assert missing == [], f"public functions missing from the API pages: {missing}"
+
+
+@pytest.mark.slow
+def test_a_tiny_book_reads_well_in_chromium(browser, tmp_path):
+    """In Chromium: a long printed line wraps (it ran off the page, cut at about 100 characters),
+    and so does the map's long command line; every \\big/\\Big delimiter is as tall as it says;
+    the home page does not number the lessons a second time; the student edition's map starts
+    with a note on the edition."""
+    from nbformat.v4 import new_output
+
+    lessons, _ = _tiny_lessons(tmp_path / "lessons")
+    lesson = lessons / "00_tiny.ipynb"
+    math = " ".join(f"$${latex}$$" for latex in BIG_DELIMITERS)
+    _write_lesson(lesson, f"# 00 · A tiny lesson\n\n{math}", "print('not solved yet')")
+    student = book.lesson_notebook(lesson)
+    printed = "Exercise 1: not solved yet " + "and still going " * 20 + "THE END\n"
+    student.cells[1].outputs = [new_output("stream", name="stdout", text=printed)]
+    book.store_executed(tmp_path / "cache", lesson, student)
+    command = "python3 -m venv .venv && . .venv/bin/activate && " * 4 + "jupyter lab lessons/"
+    (lessons / "README.md").write_text(f"# Lessons\n\n```bash\n{command}\n```\n")
+    built = book.build(tmp_path / "out", lessons=lessons, cache=tmp_path / "cache")
+    base = built.out.resolve().as_uri()
+    report = """const done = arguments[arguments.length - 1];
+    document.fonts.ready.then(() => done({
+      wide: [...document.querySelectorAll("main pre")].filter(p => p.scrollWidth > p.clientWidth)
+        .map(p => p.textContent.slice(0, 60)),
+      short: [...document.querySelectorAll("mo[minsize]")].filter(mo => {
+        const em = parseFloat(getComputedStyle(mo).fontSize);
+        const asked = parseFloat(mo.getAttribute("minsize")) * em;
+        return mo.getBoundingClientRect().height < 0.95 * asked;
+      }).map(mo => mo.closest("math").getAttribute("alttext")),
+      sized: document.querySelectorAll("mo[minsize]").length,
+      lists: [...document.querySelectorAll("main a[href^='lessons/']")].map(a =>
+        [a.closest("ol, ul").tagName, getComputedStyle(a.closest("li")).listStyleType]),
+      first: document.querySelector("main > *").textContent,
+    }));"""
+    browser.get(f"{base}/lessons/00_tiny.html")
+    page = browser.execute_async_script(report)
+    assert page["wide"] == [] and page["short"] == [] and page["sized"] == 11, page
+    browser.get(f"{base}/map.html")
+    page = browser.execute_async_script(report)
+    assert page["wide"] == [] and page["first"].startswith("In this student edition"), page
+    browser.get(f"{base}/index.html")
+    assert browser.execute_async_script(report)["lists"] == [["UL", "none"]]
 
 
 def _solution_lines(lesson):

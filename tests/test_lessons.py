@@ -76,6 +76,31 @@ def test_exercise_and_or_package(capsys):
     assert or_package(lambda a: a + 1, abs)(-3) == -2  # a solved exercise is used as it is
 
 
+def test_exercise_and_or_package_say_only_what_is_true(capsys):
+    """An unsolved exercise does not promise that experiments below use the package's version
+    (in some lessons none uses the function); the fallback says so itself, naming a function
+    the notebook defines as the notebook names it, not ``__main__.name``."""
+    from iwae_np.app.lessons import exercise, or_package
+
+    def unsolved(a):
+        raise NotImplementedError()
+
+    def elbo_by_the_package(a):
+        return a
+
+    # as a notebook cell defines it
+    elbo_by_the_package.__module__ = "__main__"
+    elbo_by_the_package.__qualname__ = "elbo_by_the_package"
+    with exercise("Exercise 3"):
+        unsolved(1)
+    said = capsys.readouterr().out
+    assert said.startswith("Exercise 3: not solved yet") and "below use" not in said
+    assert "any experiment that uses it runs the package's version instead, and says so" in said
+    assert or_package(unsolved, elbo_by_the_package)(5) == 5
+    said = capsys.readouterr().out
+    assert said == "unsolved is not solved yet: using elbo_by_the_package instead.\n"
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_student_copy_runs_to_the_end(path, executed_lesson):

@@ -15,9 +15,14 @@ browser opens offline (``python -m iwae_np book --out DIR``; docs/design.md §20
 
 Lessons are the files ``[0-9][0-9]_*.ipynb`` in the lessons folder. Each is run top to bottom
 with nbclient in that folder, as a student runs it, unless the cache already holds it: the cache
-is a folder of executed notebooks named by a hash of the lesson's cells (and the package's
-version), so an unchanged lesson is executed once. ``store_executed`` puts a notebook executed
-elsewhere (the test suite's) into the cache.
+is a folder of executed notebooks named by a hash of the lesson's cells and of the package's
+version and source code, so an unchanged lesson is executed once. ``store_executed`` puts a
+notebook executed elsewhere (the test suite's) into the cache.
+
+The book is built in a staging folder beside ``out`` and moved into ``out`` only once every page
+is written, so a failed or interrupted build leaves the previous book as it was. ``out``'s marker
+file lists the files the builder wrote there; a rebuild replaces or removes those and leaves
+every other file (a ``.git``, a ``CNAME``, notes) alone.
 
 Math is rendered here, not in the browser: the lessons' ``$…$`` and ``$$…$$`` become MathML
 (``book_math``), laid out by the browser with the STIX Two Math font copied into ``_static/``.
@@ -26,27 +31,39 @@ fetched from outside the folder.
 """
 
 import ast
+import contextlib
+import fcntl
+import functools
+import glob
 import hashlib
 import html
 import importlib
 import importlib.util
 import inspect
 import json
+import math
+import os
 import pkgutil
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
+from ..checks import check_output_folder
 from . import book_assets, book_math
 
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 # What the [docs] extra brings that the book imports (the CLI names a missing one).
 DOCS_MODULES = {"nbconvert", "nbclient", "nbformat", "jinja2", "pygments", "latex2mathml"}
-MARKER = ".iwae_np_book"  # marks a folder this builder wrote, which it may replace
+MARKER = ".iwae_np_book"  # marks a folder this builder wrote into, and lists the files it wrote
 TITLE = "iwae_np · the course"
 PACKAGE = "iwae_np"
 
@@ -97,13 +114,26 @@ def find_lessons(folder):
 
 
 def cache_key(notebook):
-    """A notebook (nbformat node or dict) -> the hex SHA-256 of its cells' types and sources and
-    the package's version: what decides whether an executed copy can stand in for a run."""
+    """A notebook (nbformat node or dict) -> the hex SHA-256 of its cells' types and sources, the
+    package's version and its source code (``package_digest``): what decides whether an executed
+    copy can stand in for a run."""
     from .. import __version__
 
     cells = [(cell["cell_type"], _text(cell["source"])) for cell in notebook["cells"]]
-    payload = json.dumps([__version__, cells], ensure_ascii=False)
+    payload = json.dumps([__version__, package_digest(), cells], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def package_digest():
+    """The hex SHA-256 of the package's Python files (paths and contents). A lesson prints what
+    the package computes and says, which changes with its code between version numbers."""
+    root = _package_root()
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _edition(solutions):
@@ -132,69 +162,138 @@ def store_executed(cache, lesson, executed, solutions=False):
     for other in path.parent.iterdir():  # the lesson's earlier versions
         if other != path and stale.fullmatch(other.name):
             other.unlink()
-    nbformat.write(executed, str(path))
+    _write_atomically(path, lambda part: nbformat.write(executed, str(part)))
     return path
+
+
+def _write_atomically(path, write):
+    """Call ``write`` with a temporary path beside ``path``, then move the file it wrote to
+    ``path`` in one step: a build stopped part-way leaves the old file or the new one, never a
+    truncated one."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(part)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def read_notebook(path):
+    """path -> the Jupyter notebook stored there (nbformat 4), checked against nbformat's schema.
+    ValueError naming the file if it is not one: not JSON, or JSON of another shape (``[]``,
+    ``{}``, cells that are not a list, no metadata, an unknown cell type)."""
+    import nbformat
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a cell without an id: nbformat gives it one
+            notebook = nbformat.read(str(path), as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:  # nbformat raises what the shape it meets leads to (TypeError...)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = reason if len(reason) <= 160 else reason[:160] + " …"
+        raise ValueError(
+            f"{Path(path).name}: expected a Jupyter notebook (nbformat 4), got one nbformat "
+            f"rejects: {reason}"
+        ) from None
+    return notebook
 
 
 def lesson_notebook(lesson, solutions=False):
     """lesson (path) -> the notebook the book shows: its student copy (every solution replaced by
     ``raise NotImplementedError()``, hidden tests removed; ``python -m iwae_np lessons release``
-    writes the same), or, with ``solutions``, the lesson as stored, solutions filled in."""
-    import nbformat
-
+    writes the same), or, with ``solutions``, the lesson as stored, solutions filled in.
+    ValueError naming the lesson if it is not a well-formed notebook."""
     from ..classroom.release import checked_student_version
 
-    notebook = nbformat.read(str(lesson), as_version=4)
+    try:
+        notebook = read_notebook(lesson)
+    except ValueError as error:
+        raise ValueError(f"lesson {error}") from None
     return notebook if solutions else checked_student_version(notebook, lesson)
 
 
 def executed_lesson(lesson, cache=None, timeout=600, solutions=False):
     """lesson (path) -> (the executed notebook, True if it was executed now): its student copy,
     or with ``solutions`` the lesson as stored (``lesson_notebook``). A copy in the cache is used
-    when its key matches; otherwise the notebook is run with nbclient in the lesson's folder
-    (``timeout`` seconds per cell) and stored in the cache."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
-
+    when its key matches and it reads as a notebook; otherwise the notebook is run with nbclient
+    in the lesson's folder (``timeout`` seconds per cell, rounded up to a whole second) and
+    stored in the cache. LessonFailed if a cell raises, runs too long or ends the kernel."""
     lesson = Path(lesson)
     notebook = lesson_notebook(lesson, solutions)
     if cache is not None:
         path = cached_path(cache, lesson, notebook, solutions)
         if path.is_file():
-            return nbformat.read(str(path), as_version=4), False
+            try:
+                return read_notebook(path), False
+            except ValueError:
+                pass  # a damaged copy (cut short, edited by hand): run the lesson again
+    _execute(lesson, notebook, timeout)
+    if cache is not None:
+        store_executed(cache, lesson, notebook, solutions)
+    return notebook, True
+
+
+def _execute(lesson, notebook, timeout):
+    """Run ``notebook`` (read from ``lesson``) top to bottom in the lesson's folder, filling in
+    its outputs; LessonFailed, in one line naming the cell, if it does not run to the end."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    seconds = math.ceil(timeout)  # nbclient counts whole seconds
+    running = [None]  # the index of the cell being run, for the error message
+
+    def note(cell_index, **_):
+        running[0] = cell_index
+
     client = NotebookClient(
         notebook,
-        timeout=timeout,
+        timeout=seconds,
         kernel_name="python3",
+        shutdown_kernel="immediate",  # a kernel busy in a cell that timed out is not waited for
+        on_cell_start=note,
         resources={"metadata": {"path": str(lesson.parent)}},
     )
     try:
         # the kernel process's own log lines (not the cells' output, which the notebook keeps)
         # would break the command line's one line per error
         client.execute(stderr=subprocess.DEVNULL)
-    except (CellExecutionError, CellTimeoutError) as error:
-        raise LessonFailed(f"lesson {lesson.name} failed {_failure(notebook, error)}") from None
-    if cache is not None:
-        store_executed(cache, lesson, notebook, solutions)
-    return notebook, True
+    except Exception as error:
+        # nbclient answers Ctrl-C by shutting the kernel down itself (noting it in this
+        # attribute); what comes out then, DeadKernelError or an AssertionError from its
+        # cleanup, would hide the interrupt
+        if getattr(client, "_async_cleanup_kernel_future", None) is not None:
+            raise KeyboardInterrupt from None
+        where = "" if running[0] is None else f" in cell {running[0] + 1}"
+        if isinstance(error, CellExecutionError):
+            why = _cell_error(notebook.cells[running[0]], error)
+        elif isinstance(error, CellTimeoutError):
+            why = f": it timed out (a cell may run {seconds} s)"
+        elif isinstance(error, DeadKernelError):
+            why = ": the kernel died (the cell ended the Python process, or it was killed)"
+        else:  # the kernel did not start or answer: nbclient's and jupyter_client's errors
+            why = f": {type(error).__name__}: {_one_line(error)}"
+        raise LessonFailed(f"lesson {lesson.name} failed{where}{why}") from None
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _failure(notebook, error):
-    """Where and why a lesson failed, in one line: the cell, its failing line, the error."""
-    for index, cell in enumerate(notebook.cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                trace = _ANSI.sub("", "\n".join(output.get("traceback", [])))
-                lines = re.findall(r"^-+>\s*\d+\s+(.*)$", trace, re.M)
-                at = f", at `{lines[-1].strip()}`" if lines else ""
-                message = _ANSI.sub("", f"{output['ename']}: {output['evalue']}").strip(": ")
-                return f"in cell {index + 1}{at}: {message}"
+def _one_line(error):
     text = _ANSI.sub("", str(error)).strip()
-    return f": {text.splitlines()[0] if text else type(error).__name__}"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _cell_error(cell, error):
+    """What a cell that raised shows, in one line: its failing line and the error."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            trace = _ANSI.sub("", "\n".join(output.get("traceback", [])))
+            lines = re.findall(r"^-+>\s*\d+\s+(.*)$", trace, re.M)
+            at = f", at `{lines[-1].strip()}`" if lines else ""
+            message = _ANSI.sub("", f"{output['ename']}: {output['evalue']}").strip(": ")
+            return f"{at}: {message}"
+    return f": {error.ename}: {_one_line(error.evalue)}"
 
 
 # ------------------------------------------------------------------ the API's modules
@@ -335,10 +434,11 @@ def _first_line(doc):
 class _Sections(HTMLParser):
     """A page's HTML -> sections [anchor, heading, text] for the search index: a new section
     starts at each h1-h4 that has an id. An equation counts as its LaTeX (its alttext); scripts,
-    styles, the navigation and the "source"/"¶" links are left out."""
+    styles, the navigation (the book's, a lesson's download bar and its previous/next links) and
+    the "source"/"¶" links are left out."""
 
     SKIP_TAGS = {"script", "style", "header", "footer"}
-    SKIP_CLASSES = {"source", "kind", "anchor-link"}
+    SKIP_CLASSES = {"source", "kind", "anchor-link", "lesson-bar", "pager"}
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -390,7 +490,7 @@ def _search_entries(page_url, page_title, page_html):
                 "t": heading or page_title,
                 "p": page_title,
                 "u": f"{page_url}#{anchor}" if anchor else page_url,
-                "x": text[:4000],
+                "x": text,
             }
         )
     return entries
@@ -433,13 +533,20 @@ def _exporter_class():
 EDITIONS = {
     False: "This is the student edition: each exercise is left for you to solve, as in the "
     "notebooks that <code>python -m iwae_np lessons release</code> writes. The pages show what an "
-    "unsolved exercise prints, and the experiments after it ran with the package's function. "
-    "An instructor builds the edition with the solutions by <code>python -m iwae_np book "
-    "--solutions</code>.",
+    "unsolved exercise prints, and the experiments that use it ran with the package's function "
+    "instead (they say so). An instructor builds the edition with the solutions by "
+    "<code>python -m iwae_np book --solutions</code>.",
     True: "This is the instructor edition: the lessons are shown with their solutions and "
     "hidden tests filled in. Give students the student edition (<code>python -m iwae_np "
     "book</code> without <code>--solutions</code>).",
 }
+
+
+# The map (lessons/README.md) speaks of the lessons as stored, solved.
+MAP_NOTE = (
+    "In this student edition each lesson is its student copy: the exercises are left for you to "
+    "solve. The map below speaks of the lessons as the repository stores them, solved."
+)
 
 
 class _Site:
@@ -546,7 +653,7 @@ offline: nothing is fetched from outside this folder.</footer>
             target = self.out / "lessons" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        self._copy_markdown_images(body)
+        self._copy_markdown_images(body, path)
         if self.solutions:
             shutil.copyfile(path, self.out / "notebooks" / path.name)
             edition = "with its solutions (the instructor edition)"
@@ -556,7 +663,7 @@ offline: nothing is fetched from outside this folder.</footer>
             nbformat.write(lesson_notebook(path), str(self.out / "notebooks" / path.name))
             edition = (
                 "with its exercises left for you (the student edition: an unsolved exercise "
-                "says so, and the experiments after it use the package's function)"
+                "says so, and the experiments that use it run the package's function instead)"
             )
         bar = (
             f'<nav class="lesson-bar">Download the notebook: <a class="download" '
@@ -579,14 +686,22 @@ offline: nothing is fetched from outside this folder.</footer>
         self.page(f"lessons/{stem}.html", title, bar + body + uses + pager)
         self.rendering = None
 
-    def _copy_markdown_images(self, body):
+    def _copy_markdown_images(self, body, lesson):
+        """Copy the images a lesson's Markdown shows (paths relative to the lessons folder) to
+        the same place under the book's lessons/. ValueError for a path that leaves the lessons
+        folder: the copy would land outside the book, or show a file from anywhere."""
         for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', body):
-            if re.match(r"^[a-z][a-z0-9+.-]*:", src) or src.startswith(("/", "..")):
-                continue
-            source = self.lessons_dir / src
-            if source.is_file() and not (self.out / "lessons" / src).exists():
-                (self.out / "lessons" / src).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, self.out / "lessons" / src)
+            if re.match(r"^[a-z][a-z0-9+.-]*:", src):
+                continue  # data: (and a URL, which the page names as it is)
+            relative = os.path.normpath(unquote(html.unescape(src)))
+            if os.path.isabs(relative) or relative.split(os.sep)[0] == "..":
+                raise ValueError(
+                    f"lesson {lesson.name}: expected images inside the lessons folder, got {src!r}"
+                )
+            source, target = self.lessons_dir / relative, self.out / "lessons" / relative
+            if source.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
 
     def functions_used(self, notebook):
         """A section listing the package's functions and classes the notebook's code names
@@ -742,14 +857,16 @@ offline: nothing is fetched from outside this folder.</footer>
             self.rendering = None
         else:
             body = "<h1>Lessons</h1>" + self._lesson_list("")
-        self.page("map.html", "Lessons: the map", body)
+        note = "" if self.solutions else f'<p class="edition">{MAP_NOTE}</p>'
+        self.page("map.html", "Lessons: the map", f'{note}<div class="map">{body}</div>')
 
     def _lesson_list(self, root):
+        """The lessons, linked; unnumbered, as each title starts with its number."""
         items = "".join(
             f'<li><a href="{root}lessons/{path.stem}.html">{_esc(title)}</a></li>'
             for path, title in self.lessons
         )
-        return f'<ol class="lessons" start="0">{items}</ol>'
+        return f'<ul class="lessons">{items}</ul>'
 
     def index_page(self):
         package_doc = importlib.import_module(PACKAGE).__doc__
@@ -889,47 +1006,172 @@ def _lesson_title(notebook, path):
     return path.stem.replace("_", " ")
 
 
+def _inside(path, folder):
+    """Whether ``path`` is ``folder`` or under it (both absolute, links resolved)."""
+    return path == folder or folder in path.parents
+
+
 def check_out(out):
-    """``out`` can take the book: new, an empty folder, or a book built before (which the build
-    replaces). Anything else is refused, so that no other files are ever deleted."""
+    """``out`` -> the absolute path of the book's folder (symbolic links resolved), if it can
+    take the book: new, an empty folder, or a book built before (its marker names the files the
+    build replaces; any other file there stays). Anything else is refused (ValueError)."""
     if isinstance(out, bytes) or not isinstance(out, (str, Path)) or not str(out):
         raise ValueError(f"out: expected a folder path, got {out!r}")
-    out = Path(out)
+    given, out = str(out), Path(out).resolve()
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out: expected a folder, got {str(out)!r}, which is a file")
+        raise ValueError(f"out: expected a folder, got {given!r}, which is a file")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise ValueError(
-            f"out: expected an empty folder or a book built before, got {str(out)!r}, "
+            f"out: expected an empty folder or a book built before, got {given!r}, "
             f"which holds other files"
         )
     return out
 
 
-def check_arguments(out, lessons, cache, timeout):
-    """Refuse bad arguments to ``build`` before anything runs; -> (lessons folder, lessons)."""
-    check_out(out)
-    lessons_dir = Path(lessons)
+def check_arguments(out, lessons, cache, timeout, solutions=False):
+    """Refuse bad arguments to ``build`` before anything runs or is written, each lesson read
+    (ValueError naming the first one that is not a well-formed notebook); -> (out, the lessons
+    folder, the lessons), the folders as absolute paths."""
+    out = check_out(out)
+    lessons_dir = Path(lessons).resolve()
     paths = find_lessons(lessons_dir)
+    if _inside(lessons_dir, out):
+        raise ValueError(
+            f"lessons: expected a folder outside out, which the builder writes into, got "
+            f"{str(lessons)!r} inside {str(out)!r}"
+        )
     if cache is not None:
-        if Path(cache).exists() and not Path(cache).is_dir():
+        cache_dir = Path(cache).resolve()
+        if cache_dir.exists() and not cache_dir.is_dir():
             raise ValueError(f"cache: expected a folder, got {str(cache)!r}, which is a file")
-        if Path(out).resolve() in (Path(cache).resolve(), *Path(cache).resolve().parents):
+        if _inside(cache_dir, out):
             raise ValueError(
-                f"cache: expected a folder outside out (rebuilding replaces out), got "
+                f"cache: expected a folder outside out, which the builder writes into, got "
                 f"{str(cache)!r} inside {str(out)!r}"
             )
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        if cache_dir == lessons_dir:  # its files would be read as lessons, and replaced
+            raise ValueError(
+                f"cache: expected a folder other than the lessons', got {str(cache)!r}"
+            )
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
-    return lessons_dir, paths
+    if not 0 < timeout < math.inf:
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+    for path in paths:
+        lesson_notebook(path, solutions)
+    return out, lessons_dir, paths
 
 
-def _prepare_out(out):
-    out = check_out(out)
-    if out.is_dir():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("written by python -m iwae_np book; rebuilt in place\n")
-    return out
+@contextlib.contextmanager
+def _building(out):
+    """Hold the folder ``out`` (made if new) for one build, and yield a new staging folder beside
+    it, removed at the end (as are those of builds that were killed). A second build into ``out``
+    meanwhile is refused: the two would mix their files. A new ``out`` that a failed build leaves
+    empty is removed again."""
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    handle = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when handle closes
+        except BlockingIOError:
+            raise ValueError(
+                f"out: expected a folder no other build is writing, got {str(out)!r}, which "
+                f"another python -m iwae_np book is building now"
+            ) from None
+        prefix = f".{out.name}.building-"
+        for stale in out.parent.glob(f"{glob.escape(prefix)}*"):
+            if re.fullmatch(r"[a-z0-9_]{8}", stale.name[len(prefix) :]) and stale.is_dir():
+                shutil.rmtree(stale)  # a killed build's (tempfile's names): none is running now
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if made and not any(out.iterdir()):
+                out.rmdir()
+    finally:
+        os.close(handle)
+
+
+def _written_before(out):
+    """The files (relative paths) that the marker in ``out`` says the previous build wrote: an
+    empty set if there is no marker, None if the marker lists none (written before markers
+    listed files, or damaged). Paths that would leave ``out`` are dropped."""
+    marker = out / MARKER
+    if not marker.is_file():
+        return set()
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, list):
+        return None
+    names = {name for name in files if isinstance(name, str)}
+    return {name for name in names if _inside((out / name).parent.resolve(), out)}
+
+
+def _write_marker(out, files):
+    text = json.dumps(
+        {
+            "written by": "python -m iwae_np book",
+            "rebuild": "replaces or removes these files, and leaves every other file here alone",
+            "files": sorted(files),
+        },
+        indent=1,
+    )
+    _write_atomically(out / MARKER, lambda part: part.write_text(text + "\n", encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Ctrl-C is ignored inside: a book half moved into place would be worse than either."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _put_in_place(staging, out):
+    """Move the book built in ``staging`` into ``out``: each of its files replaces the one at the
+    same place in ``out``, the files the previous build wrote that this one did not are removed,
+    and every other file in ``out`` is left as it is. ValueError, before anything moves, if a
+    file of the book would replace one the builder did not write."""
+    new = {path.relative_to(staging).as_posix() for path in staging.rglob("*") if path.is_file()}
+    old = _written_before(out)
+    ours = new if old is None else old  # an old marker: the book's own paths are taken as its
+    for name in sorted(new):
+        target = out / name
+        in_the_way = [
+            folder
+            for folder in target.parents
+            if folder != out and _inside(folder, out) and (folder.is_symlink() or folder.is_file())
+        ]
+        if in_the_way or target.is_dir() or (name not in ours and os.path.lexists(target)):
+            raise ValueError(
+                f"out: expected no file of yours where the book writes one, got "
+                f"{str(in_the_way[-1] if in_the_way else target)!r}"
+            )
+    with _uninterrupted():
+        # the marker first lists both books' files: a move cut short (a power cut) is undone by
+        # the next build
+        _write_marker(out, new | (old or set()))
+        for name in sorted(new):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, out / name)
+        for name in (old or set()) - new:
+            target = out / name
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+            for folder in target.parents:  # folders left empty; rmdir removes no file
+                if folder == out or not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        _write_marker(out, new)
 
 
 def build(out, lessons="lessons", cache=None, timeout=600, progress=None, solutions=False):
@@ -937,41 +1179,49 @@ def build(out, lessons="lessons", cache=None, timeout=600, progress=None, soluti
 
     lessons: the folder holding the lesson notebooks (``NN_name.ipynb``) and README.md (the
     lesson map). cache: a folder for executed notebooks (None: execute every lesson, keep
-    nothing). timeout: seconds a lesson's cell may run. progress: a function called with one
-    line per step (None: silent). solutions: False (the student edition) shows and offers for
-    download each lesson's student copy, its exercises unsolved and its experiments run with the
-    package's functions; True (the instructor edition) shows the lessons with their solutions
-    and hidden tests. ``out`` must be empty, new, or a book built before (it is
-    then replaced). A lesson that raises stops the build with LessonFailed.
+    nothing). timeout: seconds a lesson's cell may run (rounded up to a whole second). progress:
+    a function called with one line per step (None: silent). solutions: False (the student
+    edition) shows and offers for download each lesson's student copy, its exercises unsolved
+    and the experiments that use them run with the package's functions; True (the instructor
+    edition) shows the lessons with their solutions and hidden tests.
+
+    ``out`` must be new, empty, or a book built before: the files that build wrote are replaced,
+    any other file stays. The book is written to a staging folder beside ``out`` and moved into
+    it at the end, so ``out`` is unchanged if the build fails (a lesson that raises stops it
+    with LessonFailed) or is interrupted. A second build into the same ``out`` at the same time
+    is refused (ValueError).
     """
-    lessons_dir, paths = check_arguments(out, lessons, cache, timeout)
+    out, lessons_dir, paths = check_arguments(out, lessons, cache, timeout, solutions)
     math_font()  # the [docs] extra is there, before any lesson runs
+    if cache is not None:
+        check_output_folder("cache", cache, create=True)
     say = progress or (lambda line: None)
-    book = Book(out=Path(out), solutions=solutions)
-    notebooks = []
-    for path in paths:
-        started = time.perf_counter()
-        notebook, executed = executed_lesson(
-            path, cache=cache, timeout=timeout, solutions=solutions
-        )
-        if executed:
-            book.executed.append(path.name)
-            say(f"executed {path.name} in {time.perf_counter() - started:.0f} s")
-        else:
-            say(f"{path.name}: from the cache")
-        notebooks.append((path, _lesson_title(notebook, path), notebook))
-    out = _prepare_out(out)
-    site = _Site(out, lessons_dir, [(path, title) for path, title, _ in notebooks], solutions)
-    (out / "notebooks").mkdir()
-    site.api_pages()  # first: lesson pages link to the modules' entries
-    for index, (path, title, notebook) in enumerate(notebooks):
-        previous = notebooks[index - 1][:2] if index else None
-        following = notebooks[index + 1][:2] if index + 1 < len(notebooks) else None
-        site.lesson_page(path, title, notebook, previous, following)
-    site.map_page()
-    site.index_page()
-    site.search_page()
-    site.static_files()
+    book = Book(out=out, solutions=solutions)
+    with _building(out) as staging:
+        notebooks = []
+        for path in paths:
+            started = time.perf_counter()
+            notebook, executed = executed_lesson(
+                path, cache=cache, timeout=timeout, solutions=solutions
+            )
+            if executed:
+                book.executed.append(path.name)
+                say(f"executed {path.name} in {time.perf_counter() - started:.0f} s")
+            else:
+                say(f"{path.name}: from the cache")
+            notebooks.append((path, _lesson_title(notebook, path), notebook))
+        site = _Site(staging, lessons_dir, [(p, title) for p, title, _ in notebooks], solutions)
+        (staging / "notebooks").mkdir()
+        site.api_pages()  # first: lesson pages link to the modules' entries
+        for index, (path, title, notebook) in enumerate(notebooks):
+            previous = notebooks[index - 1][:2] if index else None
+            following = notebooks[index + 1][:2] if index + 1 < len(notebooks) else None
+            site.lesson_page(path, title, notebook, previous, following)
+        site.map_page()
+        site.index_page()
+        site.search_page()
+        site.static_files()
+        _put_in_place(staging, out)
     book.pages = site.pages
     book.lessons = [path.name for path in paths]
     book.modules = list(site.modules)

@@ -58,6 +58,8 @@ footer { max-width: 56rem; margin: 0 auto; padding: 1rem 1.25rem 3rem; color: va
 .output_area pre {
   margin: 0.3em 0; padding: 0.35em 0.9em; border-left: 3px solid var(--line); overflow-x: auto;
 }
+/* printed text wraps (a long message would otherwise run off the page); tables stay laid out */
+.output_stream pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 .output_stderr pre { background: #fff5f5; border-left-color: #e5b0b0; }
 .output_png, .output_svg { margin: 0.4em 0; }
 .anchor-link { margin-left: 0.3em; text-decoration: none; color: var(--muted);
@@ -71,6 +73,10 @@ h4:hover .anchor-link { visibility: visible; }
 .uses a.source { font-size: 0.85em; }
 .pager { display: flex; justify-content: space-between; gap: 1em; margin-top: 3em; }
 .offbook { border-bottom: 1px dotted var(--muted); }
+.edition { background: var(--note); border-radius: 8px; padding: 0.6em 1em; }
+ul.lessons { list-style: none; padding-left: 0; }
+/* a shell command in the map wraps rather than hides its end */
+.map pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 
 /* API reference and source */
 .api-entry { border-top: 1px solid var(--line); padding-top: 0.4em; margin-top: 1.6em; }

@@ -13,8 +13,10 @@ show its equations.
 part of MathML that Chromium implements) would render wrongly: ``mathvariant`` styles other
 than "normal" become the Unicode math alphabets (𝔼, ℒ, 𝐱), a function name such as log gets
 its thin space before an argument that is not in brackets, a prime sits beside its base
-instead of raised a second time, and a command latex2mathml does not know is reported rather
-than shown with its backslash.
+instead of raised a second time, ``\\hat`` is a circumflex accent rather than a caret,
+``\\sim`` a relation, a ``\\big``/``\\Big`` delimiter stretches (also a bar, a slash, and
+one carrying a script), and a command latex2mathml does not know is reported rather than shown
+with its backslash.
 """
 
 import html
@@ -63,6 +65,7 @@ _ROWS = {"math", "mrow", "mstyle", "msqrt", "mtd", "mpadded", "mphantom", "mencl
 _SIGNS = {"-", "−", "+", "±", "∓"}
 _CLOSING = set(")]}|‖⟩⌋⌉")
 _PRIMES = {"′", "″", "‴", "⁗"}
+_SCRIPTED = {"msub", "msup", "msubsup"}
 
 
 class MathError(ValueError):
@@ -197,9 +200,28 @@ def _repair(root):
         if _tag(element) == "mo" and element.text and len(element.text) > 1:
             if element.text.isalpha():
                 element.tag = f"{{{MATHML}}}mi"
+        # \sim: latex2mathml writes <mi>~</mi>, an ASCII tilde set as a letter
+        if _tag(element) == "mi" and element.text == "~":
+            element.tag, element.text = f"{{{MATHML}}}mo", "∼"
+        # \hat: an ASCII caret over the letter, drawn high and large; U+02C6 is the accent
+        # glyph, which Chromium centres on the letter (U+0302 stretches over it, like \widehat)
+        if _tag(element) == "mover" and element.get("accent") == "true" and len(element) == 2:
+            if _tag(element[1]) == "mo" and element[1].text == "^":
+                element[1].text = "ˆ"
+        # \big), \Big|, \Big/: MathML Core stretches to minsize only an operator that is
+        # stretchy (a bar inside a row, a slash are not by default); TeX sets them unspaced
+        if _tag(element) == "mo" and element.get("minsize"):
+            element.attrib.update(stretchy="true", lspace="0", rspace="0")
     for parent in list(root.iter()):
         children = list(parent)
         for index, child in enumerate(children):
+            # \Big)^{-1}: Chromium does not stretch an <mo> that is the base of a script; it
+            # does one wrapped in an <mrow>
+            if _tag(child) in _SCRIPTED and _tag(child[0]) == "mo" and child[0].get("minsize"):
+                base = _new("mrow")
+                base.append(child[0])
+                child.remove(child[0])
+                child.insert(0, base)
             # f' is <msup>f ′</msup>: the prime glyph is already raised, so it goes beside f
             if (
                 _tag(child) == "msup"
@@ -220,8 +242,8 @@ def _repair(root):
 
 def _space_row(row):
     """TeX's spacing in one row of math: a thin space on each side of a function name (x log σ,
-    log p(x), max_i x) where no operator spaces it already; a sign that starts the row or
-    follows an operator is a prefix (≈ −90, e^{−|t|}), not a binary minus."""
+    log p(x), max_i x, log |det J|) where no operator spaces it already; a sign that starts the
+    row or follows an operator is a prefix (≈ −90, e^{−|t|}), not a binary minus."""
     children = list(row)
     for index, child in enumerate(children):
         before = children[index - 1] if index else None
@@ -236,7 +258,13 @@ def _space_row(row):
             continue
         after = row[index + 1] if index + 1 < len(row) else None
         before = row[index - 1] if index else None
-        if after is not None and _tag(after) not in ("mo", "mspace"):
+        if after is not None and not _spaces(after):
             row.insert(index + 1, _new("mspace", width="0.1667em"))
-        if before is not None and _tag(before) not in ("mo", "mspace"):
+        if before is not None and not _spaces(before):
             row.insert(index, _new("mspace", width="0.1667em"))
+
+
+def _spaces(element):
+    """Whether an element spaces a function name beside it already: a space, or an operator
+    other than a \\big delimiter (which TeX sets as an ordinary symbol: log |det J|)."""
+    return _tag(element) == "mspace" or (_tag(element) == "mo" and not element.get("minsize"))

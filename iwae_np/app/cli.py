@@ -358,16 +358,11 @@ def run_book(args):
     """Build the book: execute the lessons (or take them from the cache), render every page."""
     from . import book
 
-    cache = None if args.no_cache else args.cache
-    book.check_arguments(args.out, args.lessons, cache, args.timeout)  # before making folders
-    check_output_folder("out", args.out, create=True)
-    if cache is not None:
-        check_output_folder("cache", cache, create=True)
     try:
-        built = book.build(
+        built = book.build(  # checks every argument before it makes a folder or runs a lesson
             args.out,
             lessons=args.lessons,
-            cache=cache,
+            cache=None if args.no_cache else args.cache,
             timeout=args.timeout,
             progress=print,
             solutions=args.solutions,
@@ -375,6 +370,9 @@ def run_book(args):
     except book.LessonFailed as error:  # the lesson's own error, in one line
         print(f"iwae_np book: error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("iwae_np book: interrupted; the book in --out is as it was", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ImportError as error:  # nbconvert, latex2mathml...: the [docs] extra
         if error.name not in book.DOCS_MODULES:
             raise
@@ -535,7 +533,7 @@ def build_parser():
     book.add_argument(
         "--cache",
         default=os.path.join(DEFAULT_OUT, "book_cache"),
-        help="executed lessons, reused while a lesson is unchanged "
+        help="executed lessons, reused while a lesson and the package's code are unchanged "
         f"(default {os.path.join(DEFAULT_OUT, 'book_cache')})",
     )
     book.add_argument("--no-cache", action="store_true", help="execute every lesson afresh")
@@ -546,7 +544,10 @@ def build_parser():
         "the student edition, each lesson's student copy)",
     )
     book.add_argument(
-        "--timeout", type=_positive_float, default=600, help="seconds per lesson cell (600)"
+        "--timeout",
+        type=_positive_float,
+        default=600,
+        help="seconds a lesson cell may run, rounded up to a whole second (default 600)",
     )
     book.set_defaults(run=run_book)
 

@@ -30,12 +30,17 @@ def exercise(name):
     except NotImplementedError:
         print(
             f"{name}: not solved yet (it raises NotImplementedError), so its checks were "
-            "skipped; the experiments below use the package's version until you solve it."
+            "skipped; any experiment that uses it runs the package's version instead, and says "
+            "so."
         )
 
 
 def _name(function):
-    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', function)}"
+    """A function's name as a reader knows it: ``iwae_np.bounds.elbo`` for the package's, and
+    just ``elbo_by_the_package`` for one the notebook defines (module ``__main__``)."""
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", repr(function))
+    module = getattr(function, "__module__", None)
+    return name if module in (None, "__main__") else f"{module}.{name}"
 
 
 def or_package(student_function, package_function):
