@@ -109,28 +109,59 @@ def others_busy(min_window=0.05, wait=True):
     return max(0.0, ((busy - busy_then) - (own - own_then)) / (now - then))
 
 
-_KERNEL = [-math.inf, None]  # (when, the cores other processes left free) for kernel calls
+def others_running():
+    """How many tasks other than the calling thread are runnable right now (the running count of
+    ``/proc/loadavg``, minus one), or None where it cannot be read. An instant's snapshot: cheap,
+    but noisy, so it only seeds a decision until a measured window replaces it."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - 1)
+
+
+# A kernel call's view of the load: [start of the current window (monotonic seconds), machine
+# busy seconds then, own CPU seconds then, the cores other processes left free (None: all), when
+# the last kernel call ended]
+_KERNEL = [-math.inf, 0.0, 0.0, None, -math.inf]
 
 
 class kernel_call:  # noqa: N801 (a context manager, like adaptive)
     """Context for one kernel call made outside any ``adaptive()`` loop (a notebook calling
     ``autograd.grad`` itself): when other processes keep cores busy, BLAS and the elementwise
     passes get only the cores left free for the duration of the call, and BLAS's setting is
-    restored at once afterwards. The decision is re-measured at most every ``interval`` seconds.
-    On an idle machine, inside ``adaptive()`` (which already decides), or when the environment
-    pins the thread count (``pinned()``), nothing changes; the count is never raised."""
+    restored at once afterwards. On an idle machine, inside ``adaptive()`` (which already
+    decides), or when the environment pins the thread count (``pinned()``), nothing changes; the
+    count is never raised.
 
-    interval = 2.0
+    How the load is read: only while this process is calling kernels. Calls close together (a
+    training loop in a notebook) measure the other processes' CPU time over a window of
+    ``window`` seconds and decide from that. After a pause (no kernel call for ``pause``
+    seconds), the time before it says nothing about now: another program's burst of work that
+    has since stopped would count as load for the whole next run of calls. So the first call
+    after a pause decides from an instant's count of runnable tasks and opens a fresh window."""
+
+    window = 0.25
+    pause = 0.1
 
     def __enter__(self):
         self._restore, self._pushed = None, False
-        if _ELEMENTWISE or _CORES[0] == 1:
+        if _ELEMENTWISE or _CORES[0] == 1 or pinned():
             return self
         now = time.monotonic()
-        if now - _KERNEL[0] >= self.interval:
-            others = None if pinned() else others_busy(wait=False)  # (a first call only starts
-            _KERNEL[:] = [now, None if others is None else max(1, _CORES[0] - round(others))]
-        free = _KERNEL[1]
+        paused = now - _KERNEL[4] > self.pause
+        if paused or now - _KERNEL[0] >= self.window:
+            busy, own = _machine_busy_seconds(), _own_cpu_seconds()
+            if busy is None:
+                return self  # cannot be measured: leave the count alone
+            if paused:
+                others = others_running()
+            else:
+                others = ((busy - _KERNEL[1]) - (own - _KERNEL[2])) / (now - _KERNEL[0])
+            free = None if others is None else max(1, _CORES[0] - round(max(0.0, others)))
+            _KERNEL[:4] = [now, busy, own, free]
+        free = _KERNEL[3]
         if free is None or free >= _CORES[0]:
             return self
         self._restore = blas_threads(free)
@@ -144,6 +175,7 @@ class kernel_call:  # noqa: N801 (a context manager, like adaptive)
             self._restore.__exit__(*exc)
         if self._pushed:
             _ELEMENTWISE.pop()
+        _KERNEL[4] = time.monotonic()
 
 
 class blas_threads:  # noqa: N801 (a context manager)

@@ -50,6 +50,11 @@ def test_others_busy_measures_a_spinning_process():
     assert measured is not None and measured > 0.6  # at least most of one core, others aside
 
 
+def _fresh_kernel_state(monkeypatch):
+    """As if no kernel call had run yet: the next one starts after a pause."""
+    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), 0.0, 0.0, None, -float("inf")])
+
+
 @pytest.mark.blas_threads
 def test_a_kernel_call_on_a_busy_machine_gets_the_free_cores_and_restores_them(monkeypatch):
     """Outside adaptive() (a notebook's own autograd.grad), a kernel call limits BLAS and its
@@ -60,18 +65,18 @@ def test_a_kernel_call_on_a_busy_machine_gets_the_free_cores_and_restores_them(m
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)  # not pinned by the environment
     monkeypatch.setattr(threads, "_CORES", [2, 2])
-    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), None])
-    monkeypatch.setattr(threads, "others_busy", lambda **_: 1.2)  # another process: a core's worth
+    _fresh_kernel_state(monkeypatch)
+    monkeypatch.setattr(threads, "others_running", lambda: 1)  # another process is running
     with threads.kernel_call():
         assert _blas_threads() == [1] * len(before) and threads.elementwise() == 1
     assert _blas_threads() == before and threads.elementwise() == 2
-    monkeypatch.setattr(threads, "others_busy", lambda **_: 0.1)  # idle: nothing changes
-    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), None])
+    monkeypatch.setattr(threads, "others_running", lambda: 0)  # idle: nothing changes
+    _fresh_kernel_state(monkeypatch)
     with threads.kernel_call():
         assert _blas_threads() == before
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # pinned: kept whatever the load
-    monkeypatch.setattr(threads, "others_busy", lambda **_: 1.2)
-    monkeypatch.setattr(threads, "_KERNEL", [-float("inf"), None])
+    monkeypatch.setattr(threads, "others_running", lambda: 1)
+    _fresh_kernel_state(monkeypatch)
     with threads.kernel_call():
         assert _blas_threads() == before
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
@@ -80,6 +85,45 @@ def test_a_kernel_call_on_a_busy_machine_gets_the_free_cores_and_restores_them(m
         with threads.kernel_call():
             assert _blas_threads() == decided
     assert policy.cores == 2
+
+
+def _clock(monkeypatch, now, busy, own):
+    monkeypatch.setattr(threads.time, "monotonic", lambda: now)
+    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: busy)
+    monkeypatch.setattr(threads, "_own_cpu_seconds", lambda: own)
+
+
+@pytest.mark.blas_threads
+def test_a_kernel_call_reads_the_load_of_the_recent_window_only(monkeypatch):
+    """Calls close together decide from the other processes' CPU time over the last window; after
+    a pause, a burst of work that happened before it is not counted (the bench's alternating
+    sides, or another program that has since stopped)."""
+    before = _blas_threads()
+    if max(before, default=1) < 2:
+        pytest.skip("BLAS already runs on one thread")
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "_CORES", [2, 2])
+    monkeypatch.setattr(threads, "others_running", lambda: 0)  # nothing runnable right now
+    # a run of calls: the window opened at t = 100 s; at t = 100.3 s the machine has been busy
+    # 0.9 s more, 0.3 s of it this process: others used 0.6 / 0.3 = 2 cores -> 1 thread left
+    monkeypatch.setattr(threads, "_KERNEL", [100.0, 50.0, 10.0, None, 100.29])
+    _clock(monkeypatch, 100.3, 50.9, 10.3)
+    with threads.kernel_call():
+        assert _blas_threads() == [1] * len(before)
+    # the same busy time, but this process paused for 0.5 s before calling again: the burst is
+    # history; the instant's count (nothing else running) decides, and a new window opens
+    monkeypatch.setattr(threads, "_KERNEL", [100.0, 50.0, 10.0, None, 99.8])
+    _clock(monkeypatch, 100.3, 50.9, 10.3)
+    with threads.kernel_call():
+        assert _blas_threads() == before
+    assert threads._KERNEL[:4] == [100.3, 50.9, 10.3, 2]
+    # within a window, the last decision stands without re-reading anything
+    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: pytest.fail("re-read"))
+    monkeypatch.setattr(threads, "_KERNEL", [100.2, 50.0, 10.0, 1, 100.29])
+    with threads.kernel_call():
+        assert _blas_threads() == [1] * len(before)
+    assert _blas_threads() == before
 
 
 def test_elementwise_threads_follow_the_environment(monkeypatch):
