@@ -31,6 +31,10 @@ def test_11_closed_form_kl_and_the_two_forms_agree(c):
     assert abs(c["vae_difference_z"]) < 4
     assert abs(c["vae_elbo_logw"] - c["vae_elbo_closed_kl"]) < 0.1
     assert c["elbo_terms_same"] is True
+    # the trainer's test ELBO is from one draw per image: its standard error is √500 ≈ 22 times
+    # that of the 500-draw estimates, and "it lies within two of its standard errors of them"
+    assert c["vae_one_draw_se_ratio"] == pytest.approx(np.sqrt(500), rel=1e-3)
+    assert abs(c["vae_one_draw_z"]) < 2
 
 
 @pytest.mark.notebook

@@ -64,6 +64,9 @@ LINEAR, NARROW, WIDEST, WIDEST_MORE_DATA = 0, 1, 2, 3
 @pytest.mark.notebook
 def test_12_the_noise_free_references_pass_their_checks(claims):
     c = claims
+    # log p(x) "exact by quadrature": a finer, wider grid changes it by far less than the
+    # tenths of a nat the gaps are made of
+    assert c["log_px_grid_difference"] < 1e-6
     assert c["q_star_converged"] == 1.0  # "Newton converged for 100% of the points"
     # "Gauss–Hermite quadrature computes [the ELBO] with 12² nodes to within 1e-3 nats or better"
     assert c["q_star_quadrature_error"] < 1e-3 and c["encoder_quadrature_error"] < 1e-3
@@ -186,10 +189,13 @@ def test_12_refining_k50_wins_on_the_new_batches_and_learning_pays_late(claims):
         assert np.all(c["refine50_medians"] * 3 < c[f"{other}_medians"]), other
     # "for a fraction of a second of CPU time per batch"
     assert c["refine50_later_seconds"] < 1
-    # "fine-tuning took as much CPU time as refining about two batches, retraining as much as
-    # about ten" (CPU times of one run each, so other programs on the machine do not count)
-    assert 1.2 < c["finetune_in_refined_batches"] < 3.5
-    assert 5 < c["retrain_in_refined_batches"] < 20
+    # "in CPU time, fine-tuning cost as much as refining one to a few batches, and retraining
+    # several times as much as fine-tuning"; "the order, refining a batch < fine-tuning <
+    # retraining" (fine-tuning: the median of 3 rounds alternated with refining; retraining: one
+    # run; load slows computations by different amounts, so wide bands)
+    finetune, retrain = c["finetune_in_refined_batches"], c["retrain_in_refined_batches"]
+    assert 1 < finetune < 5
+    assert retrain > 2.5 * finetune
     # "here both bought a looser bound" (than refining with K = 50, on both new batches)
     for other in ("finetune", "retrain"):
         assert c[f"{other}_gaps"][0] > c["refine50_gaps"][0], other
