@@ -4,12 +4,14 @@
                                =  approximation gap   +   amortization gap
 
 q* is the best member of q's family for each point, found by classic VI (``vi.fit_local``)
-started at the encoder's λ (its stochastic steps usually improve on it; a point where they did
-not shows a small negative gap, estimated from the same draws as the encoder's ELBO, so it is
-not noise). Classic VI runs until every point has
-converged (``tol``) or ``steps`` have run; the LocalFit that ``amortization_gap`` returns says
-which points converged. A bound or gradient that stops being finite raises
-``vi.LocalFitDiverged`` (a ``train.TrainingDiverged``), which keeps the last good λ.
+started at the encoder's λ. Its stochastic steps usually improve on it. A point can still show a
+small negative gap: either the steps made its q worse, or Monte Carlo noise (the two ELBOs are
+estimated from the same draws, which cancels most of their noise, not all of it; compare the
+gap with its standard error, or with a quadrature gap where the latent is small). Classic VI
+runs until every point has converged (``tol``) or ``steps`` have run; the LocalFit that
+``amortization_gap`` returns says which points converged. A bound or gradient that stops being
+finite raises ``vi.LocalFitDiverged`` (a ``train.TrainingDiverged``), which keeps the last
+good λ.
 
 For a latent of at most 3 units, ``best_diagonal_quadrature`` finds q* without Monte Carlo
 noise: Newton's method on the ELBO computed by Gauss–Hermite quadrature
@@ -48,8 +50,8 @@ def amortization_gap(model, theta, x, *, steps=2000, tol=0.01, lr=None, seed=0, 
     ``tol`` or ``steps`` have run (``vi.fit_local``'s settings). Both ELBOs are then estimated
     from the same ``replicates`` draws ε per point (common random numbers, as in
     ``amortization_gap_given``), so their noise largely cancels in the gap. Classic VI's
-    stochastic steps usually improve on the start, but need not: a point where they did not
-    gets a small negative gap, which is what happened, not noise.
+    stochastic steps usually improve on the start, but need not, and the shared draws cancel
+    most of the estimates' noise, not all of it: a small negative gap is either of the two.
     x: (n, x_dim). Returns {"encoder_elbo", "local_elbo", "gap"}, each (n,), and the LocalFit
     (its ``converged`` says which points reached q*).
     """

@@ -32,9 +32,10 @@ from .numerics import derivative_levels, sigmoid
 def block(theta, start, stop, shape):
     """θ[start:stop] viewed as an array of ``shape`` (a view: no copy).
 
-    Replaces ``params.block`` (``theta[start:stop].reshape(shape)``). Autograd's slice VJP builds
-    a dense zero vector the size of θ per slice and fills it with ``np.add.at``; this VJP adds
-    its slice in place into θ's one gradient accumulator (docs/design.md §1).
+    Replaces ``params.block`` (``theta[start:stop].reshape(shape)``). Autograd's slice VJP adds
+    each slice into θ's gradient with ``np.add.at``, an unbuffered indexed loop; this VJP adds
+    its slice with ``+=`` on a contiguous view of θ's one gradient accumulator
+    (docs/design.md §1).
     """
     return theta[start:stop].reshape(shape)
 

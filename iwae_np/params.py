@@ -3,7 +3,7 @@
 Why one vector: optimizers, finite differences, checkpoints and gradient masks (encoder vs
 decoder) then all act on a single array (docs/design.md §1). A block is read as
 θ[start:stop] reshaped; the models read it through ``kernels.block``, whose VJP adds into one
-shared gradient accumulator instead of building a dense vector per slice.
+shared gradient accumulator with ``+=`` on a slice instead of autograd's ``np.add.at``.
 """
 
 import math

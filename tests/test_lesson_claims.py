@@ -97,7 +97,8 @@ def test_00_wrong_derivation_is_off_by_sigma(lesson_claims):
 def test_00_random_directions_and_bisection(lesson_claims):
     c = lesson_claims(LESSON_00)
     # VAE(x_dim=8, z_dim=2, hidden=(16,)): encoder 8→16→2·2, decoder 2→16→8
-    assert c["parameters"] == (8 * 16 + 16) + (16 * 4 + 4) + (2 * 16 + 16) + (16 * 8 + 8) > 200
+    assert c["parameters"] == (8 * 16 + 16) + (16 * 4 + 4) + (2 * 16 + 16) + (16 * 8 + 8)
+    assert c["parameters"] > c["max_full"]  # "θ has more entries than that": random directions
     assert c["random_checks_passed"] and c["slip_found"]  # bisection names coordinate (123,)
     assert c["evaluations_passing"] < c["evaluations_slip"]  # the bisection's own cost
     assert c["evaluations_slip"] < 4 * c["parameters"] / 5  # "far fewer than one by one"
@@ -181,7 +182,8 @@ def test_01_stable_softplus_and_densities(lesson_claims):
     assert c["bernoulli_max_difference"] < 1e-12 and c["normal_max_difference"] < 1e-12
     # the softmax is logsumexp's gradient; "a −inf entry gets weight exactly 0"; they sum to 1
     assert c["softmax_max_difference"] < 1e-15 and c["weight_of_minus_inf"] == 0
-    assert c["weights_sum"] == pytest.approx(1, abs=1e-14)
+    # "sum to 1, to rounding": within a few spacings of the floats just below 1 (1.1e-16 apart)
+    assert abs(c["weights_sum_minus_one"]) <= 4 * np.spacing(1.0) / 2
     assert c["logsumexp_gradcheck_passed"]
 
 
@@ -209,7 +211,10 @@ def test_02_classic_vi_reaches_the_exact_best_diagonal(lesson_claims):
     assert c["lg_max_mean_error"] < 0.05 and c["lg_max_std_error"] < 0.05
     assert c["q_star_centre_offset"] < 0.05  # "both densities share a centre"
     assert c["lg_exact_gap"] == pytest.approx(best_diagonal_gap(seed=0, n=200), abs=1e-5)
-    assert abs(c["lg_fit_gap"] - c["lg_exact_gap"]) < 0.01  # "within a few thousandths"
+    # in closed form classic VI's q falls short by a little more than the best, "by less than a
+    # thousandth of a nat"; its Monte Carlo estimate "within three standard errors" of that
+    assert 0 <= c["lg_fit_gap_exact"] - c["lg_exact_gap"] < 0.001
+    assert abs(c["lg_fit_gap"] - c["lg_fit_gap_exact"]) < 3 * c["lg_fit_gap_se"]
 
 
 @pytest.mark.notebook
@@ -233,10 +238,17 @@ def test_02_cost_grows_in_proportion_to_n(lesson_claims):
     low, high = c["time_ratio_30000_10000_iqr"]
     assert low <= c["time_ratio_30000_10000"] <= high
     assert 0 < c["microseconds_per_point_step"] < 100
-    # at one sample per step, section 3's median number of steps: "about a millisecond per point"
+    # at one sample per step, section 3's median number of steps: "of the order of a millisecond
+    # per point"
     assert 0.3 < c["ms_per_point_at_one_sample"] < 3
-    # section 3's own fit (k = 20, until every point converged): "about ten times more"
-    assert 5 < c["ms_per_point_section_3"] / c["ms_per_point_at_one_sample"] < 25
+    # section 3's own fit (until every point converged): "roughly ten times more", and the
+    # printed range over the rounds brackets that ratio
+    section_3_ratio = c["ms_per_point_section_3"] / c["ms_per_point_at_one_sample"]
+    assert 5 < section_3_ratio < 25
+    low, high = c["section_3_ratio_range"]
+    assert low <= section_3_ratio * (1 + 1e-3) and section_3_ratio <= high * (1 + 1e-3)
+    # "every step timed here is among the first ones", which refresh the curvature estimate
+    assert c["timed_steps"] <= c["curvature_refresh_window"]
 
 
 @pytest.mark.notebook
@@ -249,7 +261,9 @@ def test_02_banana_gap_belongs_to_the_family(lesson_claims):
     assert abs(c["banana_gap_classic"] - c["banana_gap_best"]) < 0.005
     assert c["banana_gap_best"] <= c["banana_gap_classic"] + 1e-6  # BFGS's is the grid's best
     assert 0.6 < c["banana_gap_best"] < 0.75  # "about two thirds of a nat"
-    assert abs(c["banana_gap_monte_carlo"] - c["banana_gap_classic"]) < 0.03
+    # the Monte Carlo gap "within three standard errors of its quadrature value"
+    gap_error = abs(c["banana_gap_monte_carlo"] - c["banana_gap_classic"])
+    assert gap_error < 3 * c["banana_gap_monte_carlo_se"]
 
 
 # ---------------------------------------------------------------- 03 amortized inference
@@ -309,6 +323,19 @@ def test_03_banana_gaps_and_their_spread(lesson_claims):
     assert amortization["max"] > 5 * amortization["median"]
     # "can come out slightly below zero ... small next to the typical gap"
     assert c["banana_amortization_gap_min"] > -0.2 * amortization["median"]
+    # log p(x)'s grid: its change on a grid twice as fine is far below every gap here
+    assert c["banana_grid_difference"] < 1e-4 * approximation["q25"]
+    # the standard errors come from the same draws as the gaps
+    assert c["banana_paired_same_draws"] < 1e-10
+    # each estimate below 0 "lies within two standard errors of 0"; by quadrature those points'
+    # gaps are positive, and "no point's gap is below 0"; the estimates lie within "a few"
+    # standard errors of the quadrature's gaps, which doubling the nodes leaves unchanged
+    assert (c["banana_below_zero_count"] > 0) == (c["banana_amortization_gap_min"] < 0)
+    if c["banana_below_zero_count"]:
+        assert c["banana_below_zero_largest_z"] < 2 and c["banana_below_zero_exact_min"] > 0
+    assert c["banana_exact_gap_below_zero"] == 0
+    assert c["banana_estimate_largest_z"] < 4
+    assert c["banana_quadrature_order_change"] < 1e-4
 
 
 @pytest.mark.notebook
@@ -321,7 +348,8 @@ def test_03_refining_from_the_encoder(lesson_claims):
     # the same ELBOs from the same draws: 0 steps from the encoder's λ is section 3's gap
     assert c["warm_start_minus_section_3"] == 0
     i5, i20, i50 = (BUDGETS_03.index(steps) for steps in (5, 20, 50))
-    assert warm_median[i5] < 0.75 * warm_median[0]  # "falls by a quarter or more within 5 steps"
+    # "falls to about a third of its starting value within 5 steps"
+    assert 0.2 < warm_median[i5] / warm_median[0] < 0.45
     assert warm_median[i20] < 0.03  # "the median point within about a hundredth of a nat"
     assert share[i20] > 0.7  # "most of the mean gap is closed by 20 steps"
     assert warm_mean[i20] > 2 * warm_median[i20]  # "the mean lags far behind the median"
@@ -341,6 +369,8 @@ def test_04_variance_finite_for_wide_q_infinite_for_narrow(lesson_claims):
     assert c["wide_min_eigenvalue"] > 0 and c["wide_box_growth"] < 1.01  # converged integral
     assert c["narrow_min_eigenvalue"] < 0 and c["narrow_box_growth"] > 1e6  # grows without bound
     assert c["wide_relative_variance"] > 0
+    # "even the smallest box (half-width 0.5) reaches more than three posterior stds each way"
+    assert 0.5 > 3 * c["posterior_std_max"]
 
 
 @pytest.mark.notebook
@@ -370,6 +400,8 @@ def test_04_effective_sample_size(lesson_claims):
     c = lesson_claims("04_the_iwae_bound")
     assert c["ess_fraction_close"] > 0.85  # "ESS/k near 1"
     assert 0.15 < c["ess_fraction_wide"] < 0.35  # "about a quarter of k"
+    # Exercise 1's gradient Σ w̃_i ∇ log w_i is autograd's gradient of L_k, to rounding
+    assert c["iwae_gradient_vs_autograd"] < 1e-8
 
 
 @pytest.mark.notebook
@@ -389,8 +421,11 @@ def test_04_banana_gap_plateaus_for_narrow_q_not_for_wide(lesson_claims):
     assert 0.15 < c["banana_wide_ess_fraction_median"] < 0.35
     assert wide[0] > 5 * star[0]  # "many times q*'s" ELBO gap
     assert 5 < wide[1] / wide[2] < 20  # "about tenfold from k = 10 to k = 100"
-    # "from k = 1000 on it is below a hundredth of a nat, a small fraction of q*'s"
-    assert np.all(np.abs(wide[3:]) < 0.01) and np.all(np.abs(wide[3:]) < star[3:] / 10)
+    # "from k = 1000 on ... within two standard errors of 0"; at k = 10,000 "the gap plus two
+    # standard errors is below a hundredth of a nat, a small fraction of q*'s gap"
+    wide_se = c["banana_wide_se"]
+    assert np.all(np.abs(wide[3:]) < 2 * wide_se[3:])
+    assert wide[4] + 2 * wide_se[4] < min(0.01, star[4] / 10)
     assert wide[4] < star[4]  # the better bound at k = 10,000
 
 
@@ -425,9 +460,12 @@ def test_05_vae_switches_units_off(lesson_claims):
 @pytest.mark.notebook
 def test_05_why_units_stay_off(lesson_claims):
     c = lesson_claims("05_training_vae_vs_iwae")
-    # "as A_u falls, so do the unit's KL, its decoder weights and its gradient"
+    # "their rank correlations with A_u are all above 0.9"
     for name in ("kl", "decoder_weights", "gradient"):
-        assert c[f"rank_correlation_{name}"] > 0.7
+        assert c[f"rank_correlation_{name}"] > 0.9
+    # "a trend in the ranks, not a rule for every unit: the least active unit has a larger KL and
+    # a larger gradient than some units more active than it"
+    assert c["kl_below_weakest"] >= 1 and c["gradient_below_weakest"] >= 1
     assert c["gradient_ratio"] > 4  # "a fraction of the most active unit's gradient"
     # "every inactive unit is within a few hundredths of a nat of the prior"
     assert c["inactive_kl_max"] < 0.05 and c["inactive_kl_max"] < c["strongest_kl"] / 10
@@ -460,7 +498,9 @@ def test_05_samples_and_reconstructions(lesson_claims):
 def test_05_cost_of_k(lesson_claims):
     c = lesson_claims("05_training_vae_vs_iwae")
     # timings: CPU time, medians over rounds of ratios taken within each round
-    assert 0.75 < c["time_ratio_5_1"] < 1.3  # k = 5 costs about as much as k = 1
+    # "k = 5 costs little more than k = 1 (the printed ratio is much closer to 1 than to the 5 that
+    # a time in proportion to k would give)"
+    assert 0.75 < c["time_ratio_5_1"] < 2
     assert c["time_ratio_50_5"] > 1.5  # "a step at k = 50 costs clearly more than one at k = 5"
     assert 1.5 < c["extra_time_ratio_400_200"] < 2.6  # time above the fixed cost ~doubles
     assert c["time_ratio_400_200"] < c["extra_time_ratio_400_200"]  # the total a little less
@@ -479,7 +519,9 @@ def test_05_fixed_budget(lesson_claims):
     # "k = 1 and k = 5 end close together, while k = 50 ends far below both"
     assert c["budget_small_k_difference"] < 0.5
     assert c["budget_large_k_deficit"] > 1 and c["budget_large_k_deficit"] > 3 * abs(k1 - k5)
-    assert c["budget_seconds_ratio_1_5"] > 1.5  # "k = 1 took several times as long"
+    assert c["budget_seconds_ratio_1_5"] > 1.5  # "k = 1 took longer than k = 5"
+    # the prediction beside it: five times the steps over section 4's k = 5 / k = 1 ratio
+    assert c["budget_seconds_predicted"] == pytest.approx(5 / c["time_ratio_5_1"], rel=1e-3)
 
 
 # ---------------------------------------------------------------- 06 what the IWAE fits
@@ -494,19 +536,42 @@ def test_06_iwae_q_is_wider(lesson_claims):
 @pytest.mark.notebook
 def test_06_sir_approaches_the_posterior(lesson_claims):
     c = lesson_claims("06_what_the_iwae_fits")
-    true, q = c["stats_true"], c["stats_q"]  # E[z2], Var[z1], P(z2 < 0.5)
+    # columns: E[z2], Var[z1], P(z2 < 0.5), and its parts on the arms (|z1| ≥ 0.5) and between
+    # them (|z1| < 0.5)
+    true, q = c["stats_true"], c["stats_q"]
     sir = {k: (c[f"stats_sir{k}"], c[f"stats_sir{k}_se"]) for k in (1, 10, 100, 1000)}
-    assert c["grid_check"] < min(se.min() for _, se in sir.values())  # below every s.e.
-    values, se = sir[1]  # k = 1: q's own samples
-    assert np.all(np.abs(values - q) < 4 * se)
+    # the grid's error in each column is below every standard error in that column
+    assert np.all(c["grid_check"] < np.min([se for _, se in sir.values()], axis=0))
+    values, se = sir[1]  # k = 1: q's own samples, "within three standard errors in every column"
+    assert np.all(np.abs(values - q) < 3 * se)
+    np.testing.assert_allclose(true[3] + true[4], true[2], atol=1e-12)  # the two parts
+    # "q gets P(z2 < 0.5) about right, but ... a large part of that mass between the arms, where
+    # the posterior has almost none, and too little on the arms"
+    assert abs(q[2] - true[2]) < 0.1 * true[2]
+    assert q[4] > 0.25 * q[2] and true[4] < 0.05 * true[2] and q[3] < true[3]
     values, se = sir[10]
-    # "Var[z1], which q gets badly wrong, is already near the posterior's at k = 10"
-    assert abs(q[1] - true[1]) > 0.3 and abs(values[1] - true[1]) < 0.2 * abs(q[1] - true[1])
-    # "the other two are still off by many standard errors: E[z2] too high, P(z2 < 0.5) too low"
-    assert values[0] - true[0] > 5 * se[0] and true[2] - values[2] > 5 * se[2]
-    values, se = sir[1000]  # "by k = 1000 all three agree within a few standard errors"
+    # "that column falls almost to the posterior's; ... the arms' column rises only part of the way"
+    assert values[4] - true[4] < 0.1 * (q[4] - true[4])
+    assert q[3] < values[3] < true[3] - 5 * se[3]
+    # "P(z2 < 0.5) drops below the posterior's at k = 10, further from it than q's, by many
+    # standard errors, and comes back only with more proposals"
+    assert true[2] - values[2] > abs(q[2] - true[2]) + 5 * se[2]
+    assert abs(sir[100][0][2] - true[2]) < true[2] - values[2]
+    # "E[z2] too high, and Var[z1], which q gets badly wrong (far too wide), is much closer but now
+    # too small; both by many standard errors"
+    assert q[1] - true[1] > 0.3 and abs(values[1] - true[1]) < 0.2 * (q[1] - true[1])
+    assert values[0] - true[0] > 5 * se[0] and true[1] - values[1] > 5 * se[1]
+    # "at k = 100 the gaps in E[z2] and Var[z1] are a fraction of those at k = 10, in the same
+    # directions, but still several standard errors wide"
+    values_100, se_100 = sir[100]
+    for j, sign in ((0, 1), (1, -1)):
+        gap_100, gap_10 = sign * (values_100[j] - true[j]), sign * (values[j] - true[j])
+        assert 3 * se_100[j] < gap_100 < 0.5 * gap_10
+    values, se = sir[1000]  # "every column agrees within three standard errors"
     assert np.all(np.abs(values - true) < 3 * se)
     assert np.all(np.abs(values - true) < np.abs(sir[10][0] - true))
+    # "about twice as wide as the other rows'" (5,000 draws instead of 20,000)
+    assert np.all((1.5 * se_100 < se) & (se < 3 * se_100))
 
 
 # ---------------------------------------------------------------- 07 why the package is fast
@@ -518,9 +583,14 @@ def test_07_design_decisions_pay(lesson_claims):
     assert c["container_ratio"] > 1  # the flat θ is faster
     assert c["slices_ratio"] > 1  # block() is faster than theta[a:b]
     assert c["add_at_ratio"] > 5  # np.add.at is many times slower than +=
+    # six blocks' (np.add.at − +=), same rounds, "comes to most of the whole gap ... well above a
+    # half" (timing noise: a wide band)
+    assert 0.6 < c["add_at_account"] < 1.25
     assert c["tiers_ratio"] > 1  # the kernels save time
     # the transcendental passes, not the cheap ones, make the closed form's cost
     assert c["transcendental_ms"] > c["cheap_passes_ms"]
+    # "the six passes, timed one by one, add up to most of the closed form's time"
+    assert 0.5 < c["passes_sum_ratio"] < 1.25
     # "the kernels' group takes the largest share"; autograd's "less than a sixth"
     shares = {g: c[f"profile_share_{g}"] for g in ("autograd", "kernels", "package", "other")}
     assert max(shares, key=shares.get) == "kernels"
@@ -540,8 +610,19 @@ def test_07_encoding_once(lesson_claims):
 @pytest.mark.notebook
 def test_08_estimator_bias(lesson_claims):
     c = lesson_claims("08_gradient_estimators_and_snr")
-    assert 100 < c["dreg_parameters"] < 200  # "about 150 parameters"
-    assert c["dreg_max_abs_z"] < 3.5  # chance level
+    m = c["dreg_parameters"]
+    assert m == c["stl_parameters"]
+    # the printed chance levels: the union bound's 5 % threshold, and the median of the largest
+    # of m independent |z|
+    assert c["union_threshold"] == pytest.approx(scipy.stats.norm.isf(0.05 / (2 * m)), abs=1e-3)
+    assert c["independent_median_max"] == pytest.approx(
+        scipy.stats.norm.ppf((1 + 0.5 ** (1 / m)) / 2), abs=1e-3
+    )
+    # "DReG's largest |z| is below it. It is also below the typical largest of that many
+    # independent z-scores"
+    assert c["dreg_max_abs_z"] < c["independent_median_max"] < c["union_threshold"]
+    # "only a handful of independent directions ..., not one per parameter"
+    assert c["dreg_effective_directions"] < min(15, m / 10)
     assert c["stl_max_abs_z"] > 10  # "|z| in the tens"
     assert c["decoder_identical"] is True
 
