@@ -16,9 +16,10 @@ iwae_np is timed two ways, both without any process-level switch:
   runs it.
 The peer is the fastest idiomatic PyTorch a practitioner would write: ``F.linear`` layers, the
 Bernoulli log-likelihood as x·ℓ − softplus(ℓ), ``torch.logsumexp``, and (for the trainer path)
-``torch.optim.Adam``. Its allocator setting is chosen by measurement: before the timings, torch
-runs a calibration with and without the malloc switch (``runtime.tune_malloc``) and keeps the
-faster.
+``torch.optim.Adam``. Its allocator setting and Adam implementation are chosen by measurement:
+before the timings, torch runs a calibration with and without the malloc switch
+(``runtime.tune_malloc``), and with Adam's default (foreach) and fused implementations, and keeps
+the fastest.
 
 How it measures: each side runs in its own worker process, and the sides take turns, one round
 of repeats at a time, after a pause that lets the other side's thread pool go to sleep. In one
@@ -98,11 +99,14 @@ class _Side:
 
     def measure(self, workload, config, fn, repeats):
         if isinstance(fn, dict):  # a gradient step, on the notebook and the trainer path
-            return {
+            result = {
                 "times": _times(fn["notebook"], repeats),
                 "value": fn["notebook"](),
                 "trainer_times": _times(fn["trainer"], repeats),
             }
+            if "trainer_fused" in fn:
+                result["trainer_fused_times"] = _times(fn["trainer_fused"], repeats)
+            return result
         return {"times": _times(fn, repeats), "value": fn()}
 
 
@@ -194,12 +198,14 @@ def _gemm_floor(config):
 
 
 class TorchSide(_Side):
-    def __init__(self, threads, malloc=False):
+    def __init__(self, threads, malloc=False, fused=None):
+        """fused: Adam's fused implementation (True), its default one (False), or both, timed
+        separately (None: the calibration)."""
         import torch
 
         super().__init__(malloc)
         torch.set_num_threads(threads)
-        self.torch = torch
+        self.torch, self.fused = torch, fused
 
     def _tensors(self, config):
         torch = self.torch
@@ -239,7 +245,6 @@ class TorchSide(_Side):
         params = list(blocks.values())
         k = config.get("k", 1)
         if workload in ("W1", "W2"):
-            optimizer = torch.optim.Adam(params, lr=1e-3)
 
             def notebook():
                 for p in params:
@@ -249,12 +254,20 @@ class TorchSide(_Side):
                 (-bound).backward()
                 return float(bound.detach())
 
-            def trainer():  # the same step plus the optimizer's update, as a training loop runs
-                value = notebook()
-                optimizer.step()
-                return value
+            def trainer_with(fused):  # the same step plus Adam's update, as a training loop runs
+                optimizer = torch.optim.Adam(params, lr=1e-3, fused=fused)
 
-            return {"notebook": notebook, "trainer": trainer}
+                def trainer():
+                    value = notebook()
+                    optimizer.step()
+                    return value
+
+                return trainer
+
+            steps = {"notebook": notebook, "trainer": trainer_with(bool(self.fused))}
+            if self.fused is None:  # the calibration: time both of Adam's implementations
+                steps["trainer"], steps["trainer_fused"] = trainer_with(False), trainer_with(True)
+            return steps
         if workload == "W3":
 
             def log_marginal():
@@ -297,9 +310,9 @@ class TorchSide(_Side):
         return {"classic": classic, "amortized": amortized}
 
 
-def worker(side, threads, malloc=False):
+def worker(side, threads, malloc=False, fused=None):
     """A worker process: reads one JSON request per line, answers one JSON line each."""
-    runner = NumpySide() if side == "numpy" else TorchSide(threads, malloc)
+    runner = NumpySide() if side == "numpy" else TorchSide(threads, malloc, fused)
     for line in sys.stdin:
         request = json.loads(line)
         result = runner.run(request["workload"], request["config"], request["repeats"])
@@ -310,7 +323,7 @@ def worker(side, threads, malloc=False):
 
 
 class _Worker:
-    def __init__(self, side, threads, malloc=False):
+    def __init__(self, side, threads, malloc=False, fused=None):
         from ..threads import cores
 
         env = dict(os.environ)
@@ -325,7 +338,7 @@ class _Worker:
             )
         code = (
             "from iwae_np.bench.runner import worker; "
-            f"worker({side!r}, {int(threads)}, {bool(malloc)})"
+            f"worker({side!r}, {int(threads)}, {bool(malloc)}, {fused!r})"
         )
         command = [sys.executable, "-c", code]
         self.process = subprocess.Popen(
@@ -390,35 +403,42 @@ def _load_average():
 
 
 def _calibrate_torch(threads, repeats, settle, out):
-    """Torch's allocator setting, by measurement: the W1 k=5, W1 k=50 and W2 steps, on the
-    notebook and the trainer path, with and without the malloc switch; the faster total of
-    medians wins. (The large step is in it because that is where the switch matters: without
+    """Torch's allocator setting and Adam implementation, by measurement: the W1 k=5, W1 k=50
+    and W2 steps, on the notebook and the trainer path, with and without the malloc switch, and
+    the trainer path with Adam's default (foreach) and fused implementations; the faster total
+    of medians wins. (The large step is in it because that is where the switch matters: without
     it, one run's torch trainer step at W1 k = 50 took 0.8 s instead of 0.06 s, while the small
-    steps alone had picked "off" by a 4 % difference.)"""
+    steps alone had picked "off" by a 4 % difference.) Returns (malloc, fused, totals in ms)."""
     configs = [
         ("W1", {"k": 5, "n": 20, "dtype": "float64"}),
         ("W1", {"k": 50, "n": 20, "dtype": "float64"}),
         ("W2", {"k": 1, "n": 100, "dtype": "float64"}),
     ]
-    totals = {}
+    totals = {}  # (malloc, fused) -> seconds
     for malloc in (False, True):
         process = _Worker("torch", threads, malloc)
         try:
-            totals[malloc] = 0.0
+            for fused in (False, True):
+                totals[malloc, fused] = 0.0
             for workload, config in configs:
                 time.sleep(settle)
                 result = process.ask(workload, config, repeats)
-                totals[malloc] += float(np.median(result["times"]))
-                totals[malloc] += float(np.median(result.get("trainer_times", [0.0])))
+                for fused, key in ((False, "trainer_times"), (True, "trainer_fused_times")):
+                    totals[malloc, fused] += float(np.median(result["times"]))
+                    totals[malloc, fused] += float(np.median(result[key]))
         finally:
             process.close()
-    best = min(totals, key=totals.get)
+    malloc, fused = min(totals, key=totals.get)
+    named = {
+        f"malloc {'on' if m else 'off'}, {'fused' if f else 'foreach'} Adam": 1e3 * total
+        for (m, f), total in totals.items()
+    }
     out(
-        f"torch allocator calibration: malloc switch off {1e3 * totals[False]:.2f} ms, on "
-        f"{1e3 * totals[True]:.2f} ms (W1 k=5, k=50 and W2 medians, notebook + trainer path): "
-        f"keeping it {'on' if best else 'off'}"
+        "torch calibration (W1 k=5, k=50 and W2 medians, notebook + trainer path): "
+        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in named.items())
+        + f": keeping malloc {'on' if malloc else 'off'}, {'fused' if fused else 'foreach'} Adam"
     )
-    return best, {"off_ms": 1e3 * totals[False], "on_ms": 1e3 * totals[True]}
+    return malloc, fused, named
 
 
 def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=0.5, out=print):
@@ -449,12 +469,11 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
             "(pip install torch==2.13.0 for the reference)"
         )
     else:
-        settings["torch_malloc"], settings["torch_calibration"] = _calibrate_torch(
-            threads, repeats, settle, out
-        )
+        malloc, fused, calibration = _calibrate_torch(threads, repeats, settle, out)
+        settings.update(torch_malloc=malloc, torch_fused_adam=fused, torch_calibration=calibration)
     sides = {"numpy": _Worker("numpy", threads)}
     if use_torch:
-        sides["torch"] = _Worker("torch", threads, settings["torch_malloc"])
+        sides["torch"] = _Worker("torch", threads, malloc, fused)
     out(
         f"threads per side: {threads}; rounds: {rounds}; repeats per round: {repeats}; "
         f"{settle} s settle before each turn"
