@@ -131,8 +131,11 @@ def test_00_step_sweep(lesson_claims):
     # Richardson: "a larger best step, and a smaller error there"
     assert c["sweep_richardson_best_step"] > 10 * c["sweep_central_best_step"]
     assert c["sweep_richardson_best_error"] < c["sweep_central_best_error"]
-    # the complex step "falls to 0": at most rounding, ε relative to the derivative
+    # the complex step "falls to the rounding level of the derivative, ε|φ'| or exactly 0":
+    # over "several decades" of steps, and the table's best step is "the smallest step swept"
     assert c["sweep_complex_best_error"] <= np.finfo(float).eps * c["sweep_derivative"]
+    assert c["sweep_complex_best_step"] == c["sweep_smallest_step"]
+    assert c["sweep_complex_flat_up_to"] > 1e3 * c["sweep_smallest_step"]
     # the checks themselves: the complex step resolves the smallest disagreement
     assert c["complex_max_rel_error"] <= c["richardson_max_rel_error"]
     assert c["richardson_max_rel_error"] < c["central_max_rel_error"]
@@ -234,15 +237,20 @@ def test_02_cost_grows_in_proportion_to_n(lesson_claims):
     c = lesson_claims(LESSON_02)
     # CPU times: medians over rounds of ratios taken within each round
     assert c["time_ratio_100_10"] < 1.5  # "100 points take hardly longer than 10"
-    assert 2.3 < c["time_ratio_30000_10000"] < 4.5  # "roughly three times as long"
+    # the cost per point and step "falls by a factor of tens from 10 to 1,000 points", then
+    # "at 3,000, 10,000 and 30,000 points it agrees to within a factor of two"
+    assert c["per_point_fall_10_1000"] > 10
+    assert 1 <= c["per_point_spread_large"] < 2
+    # "30,000 points take between two and four and a half times as long as 10,000"
+    assert 2 < c["time_ratio_30000_10000"] < 4.5
     low, high = c["time_ratio_30000_10000_iqr"]
     assert low <= c["time_ratio_30000_10000"] <= high
-    assert 0 < c["microseconds_per_point_step"] < 100
+    assert 0.5 < c["microseconds_per_point_step"] < 10  # "a few microseconds per step"
     # at one sample per step, section 3's median number of steps: "of the order of a millisecond
     # per point"
     assert 0.3 < c["ms_per_point_at_one_sample"] < 3
-    # section 3's own fit (until every point converged): "roughly ten times more", and the
-    # printed range over the rounds brackets that ratio
+    # section 3's own fit (until every point converged): "about an order of magnitude more", and
+    # the printed range over the rounds brackets that ratio
     section_3_ratio = c["ms_per_point_section_3"] / c["ms_per_point_at_one_sample"]
     assert 5 < section_3_ratio < 25
     low, high = c["section_3_ratio_range"]
@@ -439,6 +447,13 @@ def test_05_iwae_beats_vae_on_log_px_not_on_elbo(lesson_claims):
         assert c[f"{name}_vs_first"] > 3 * c[f"{name}_vs_first_se"]
     # "k = 5 gains far more over the VAE than k = 50 adds on top of k = 5"
     assert c["iwae5_vs_first"] > 2 * (c["iwae50_vs_first"] - c["iwae5_vs_first"])
+    # the printed paired difference of k = 50 and k = 5 is that of the table's two rows
+    assert c["iwae50_vs_iwae5"] == pytest.approx(
+        c["iwae50_vs_first"] - c["iwae5_vs_first"], abs=1e-6
+    )
+    # "k = 50 ... ahead of k = 5 by only two to three paired standard errors": probably, not
+    # certainly, the better model
+    assert 1.5 < c["iwae50_vs_iwae5"] / c["iwae50_vs_iwae5_se"] < 3.5
     # "training at k = 50 took clearly longer than at k = 5" (wall clock: a wide margin)
     assert c["iwae50_train_seconds"] > 1.5 * c["iwae5_train_seconds"]
     # "the IWAEs' ELBO is worse, the more so the larger k"
@@ -591,10 +606,20 @@ def test_07_design_decisions_pay(lesson_claims):
     assert c["transcendental_ms"] > c["cheap_passes_ms"]
     # "the six passes, timed one by one, add up to most of the closed form's time"
     assert 0.5 < c["passes_sum_ratio"] < 1.25
-    # "the kernels' group takes the largest share"; autograd's "less than a sixth"
+    # "the kernels' group takes the largest share", NumPy's functions "come second"; the package's
+    # other Python and autograd's bookkeeping "take the two smallest shares, each less than a
+    # sixth" (their order between them is not claimed: it can change from run to run)
     shares = {g: c[f"profile_share_{g}"] for g in ("autograd", "kernels", "package", "other")}
     assert max(shares, key=shares.get) == "kernels"
-    assert shares["autograd"] < 1 / 6
+    assert shares["other"] > max(shares["autograd"], shares["package"])
+    assert shares["autograd"] < 1 / 6 and shares["package"] < 1 / 6
+    # np.logaddexp against the closed form: "where exp and log1p run as SIMD loops [AVX-512], the
+    # closed form wins; where they run one element at a time, the two are close"
+    if c["numpy_avx512f"]:
+        assert c["softplus_ratio"] > 1
+    else:
+        assert 0.5 < c["softplus_ratio"] < 2
+    assert c["softplus_ratio_q1"] <= c["softplus_ratio"] <= c["softplus_ratio_q3"]
 
 
 @pytest.mark.notebook
