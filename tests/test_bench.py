@@ -4,6 +4,9 @@ assertion here is about speed: speed is reported by `python -m iwae_np bench`, n
 
 import ctypes
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,31 @@ def test_the_table_states_the_targets_and_a_loaded_run():
     loaded = bench.markdown_table(_result(load=3.5))
     assert loaded.startswith("**Provisional: measured on a loaded machine (load average 3.5")
     assert bench.loaded(_result(load=3.5)) and not bench.loaded(_result())
+    # other programs' CPU measured during the run counts; the load average after it does not
+    # (it includes the bench's own workers)
+    busy_during = _result()
+    busy_during["machine"]["others_cores"] = 0.9
+    assert bench.loaded(busy_during)
+    assert "other programs' CPU during the run 0.9 cores" in bench.markdown_table(busy_during)
+    after_only = _result()
+    after_only["machine"].update(load_average_after=3.5, others_cores=0.1)
+    assert not bench.loaded(after_only)
+
+
+def test_others_since_measures_another_process():
+    """The bench's measure of other programs' CPU sees a process spinning beside it (measured
+    before the spinner is waited for: a waited-for child's CPU counts as the bench's own)."""
+    mark = bench._busy_mark()
+    if mark is None:
+        pytest.skip("no /proc/stat")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        others = bench._others_since(mark)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others > 0.5
 
 
 def test_render_readme_replaces_only_the_speed_section(tmp_path):

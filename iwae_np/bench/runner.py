@@ -30,7 +30,8 @@ all and sizes its pools itself, as a user's process does. Each timing is the
 median over all repeats; a ratio is iwae_np's median over torch's. Before any timing counts, both
 sides compute the loss from the same θ, x and ε, and the table flags any disagreement. The run
 records the CPU, the core count, the date and the load average, and warns when the machine was
-loaded (load average above the core count): a table is never to be taken from such a run.
+loaded (load average above the core count before the run, or other programs using more than half
+a core during it, measured from /proc/stat): a table is never to be taken from such a run.
 
 The "GEMM floor" is the time of the step's matrix products alone (forward and backward, same
 shapes), done with NumPy: no implementation of the step can be faster.
@@ -395,6 +396,27 @@ def machine():
     }
 
 
+def _busy_mark():
+    """(time, the machine's busy CPU seconds, this process's and its finished children's CPU
+    seconds), or None where /proc/stat is absent."""
+    from ..threads import _machine_busy_seconds
+
+    busy = _machine_busy_seconds()
+    if busy is None:
+        return None
+    t = os.times()
+    return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _others_since(mark):
+    """Cores' worth of CPU that programs other than the bench (this process and its workers,
+    all finished by now) used since ``mark``."""
+    now = _busy_mark()
+    if mark is None or now is None or now[0] <= mark[0]:
+        return None
+    return max(0.0, ((now[1] - mark[1]) - (now[2] - mark[2])) / (now[0] - mark[0]))
+
+
 def _load_average():
     try:
         return round(os.getloadavg()[0], 2)
@@ -455,6 +477,7 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
         f"{info['load_average']}"
     )
     warn_if_loaded(info["load_average"], info["cores"], out)
+    mark = _busy_mark()
     settings = {
         "repeats": repeats,
         "rounds": rounds,
@@ -493,7 +516,14 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
         for process in sides.values():
             process.close()
     info["load_average_after"] = _load_average()
-    warn_if_loaded(info["load_average_after"], info["cores"], out)
+    others = _others_since(mark)
+    if others is not None:
+        info["others_cores"] = round(others, 2)
+        if others > OTHERS_LIMIT:
+            out(
+                f"WARNING: other programs used {others:.2f} cores during the run: these timings "
+                f"are not a fair measurement; do not take a table from this run"
+            )
     return {"machine": info, "settings": settings, "rows": rows}
 
 
@@ -578,10 +608,19 @@ NOTEBOOK_TARGET = 1.2  # the notebook path within 1.2× the trainer path
 
 
 def loaded(result):
-    """Was the machine loaded (load average above the core count) before or after the run?"""
+    """Was the machine loaded: a load average above the core count before the run, or other
+    programs using more than half a core during it (``others_cores``, measured)? The load average
+    after the run is not used: it counts the bench's own workers."""
     m = result["machine"]
-    loads = [m.get("load_average"), m.get("load_average_after")]
-    return any(load is not None and m["cores"] and load > m["cores"] for load in loads)
+    before = m.get("load_average")
+    others = m.get("others_cores")
+    return bool(
+        (before is not None and m["cores"] and before > m["cores"])
+        or (others is not None and others > OTHERS_LIMIT)
+    )
+
+
+OTHERS_LIMIT = 0.5  # cores' worth of other programs' CPU during a run that makes it unfair
 
 
 def targets(result):
@@ -618,13 +657,16 @@ def markdown_table(result):
     if loaded(result):
         lines += [
             f"**Provisional: measured on a loaded machine (load average {m['load_average']} "
-            f"before, {m.get('load_average_after')} after, {m['cores']} cores). Not a fair "
+            f"before, other programs' CPU during the run {m.get('others_cores')} cores, "
+            f"{m['cores']} cores). Not a fair "
             f"measurement; to be replaced by a run on an idle machine.**",
             "",
         ]
+    others = m.get("others_cores")
+    during = "" if others is None else f"; other programs' CPU during the run {others} cores"
     lines += [
         f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores (load average "
-        f"{m['load_average']} before, {m.get('load_average_after')} after); "
+        f"{m['load_average']} before, {m.get('load_average_after')} after{during}); "
         f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}; "
         f"{_count(result['settings']['threads'], 'thread')} per side, medians of "
         f"{result['settings']['rounds']} rounds × {result['settings']['repeats']} repeats.",
