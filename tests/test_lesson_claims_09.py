@@ -48,6 +48,8 @@ def test_linear_amortization_gap_is_a_few_hundredths(c):
 def test_linear_approximation_gap_matches_the_closed_form(c):
     # classic VI reproduces KL(q* ‖ p(z|x)) of the best diagonal Gaussian
     assert abs(c["linear_approximation_gap"] - c["linear_exact_approximation_gap"]) < 0.01
+    # "their mean lies within two standard errors of the closed form (the z ...)"
+    assert abs(c["linear_approximation_gap_z"]) < 2
     assert c["linear_exact_approximation_gap"] > 0
     assert c["linear_converged"] == 1.0
 
@@ -66,6 +68,11 @@ def test_banana_means_do_not_rank_the_gaps_but_most_points_do(c):
     assert share > 0.5  # "at most of these points the approximation gap is the larger"
     median, largest = c["banana_amortization_median_max"]
     assert largest > 5 * median  # "a long tail: gaps many times the median"
+    # "about ten times the next largest: every other point's gap is about 1 nat or less"
+    top = c["banana_amortization_top"]
+    assert top[0] == pytest.approx(largest, abs=1e-4)
+    assert 6 < top[0] / top[1] < 16
+    assert top[1] < 1.5
     assert c["banana_approximation_median"] > median
 
 

@@ -117,17 +117,17 @@ def test_10_more_samples_shrink_every_gap_but_the_richer_q_stays_ahead(c):
 @pytest.mark.notebook
 def test_10_the_k1_column_against_section_3(c):
     for name in FAMILIES:
-        # "all three families' k = 1 values lie below [the quadrature gap], by less than two of
-        # their standard errors"
+        # "with this lesson's draws, all three families' k = 1 values came out below [the
+        # quadrature gap], by less than two of their standard errors" (seeded draws)
         assert -2 < c[f"k1_minus_quadrature_z_{name}"] < 0, name
-        # "while section 3's Monte Carlo gaps lie above it"
+        # "and section 3's Monte Carlo gaps came out above it"
         assert c[f"elbo_gap_{name}"] > c[f"elbo_gap_quadrature_{name}"], name
         # "the two estimates differ by up to about two standard errors of their difference"
         difference = c[f"iwae_gap_{name}"][0] - c[f"elbo_gap_{name}"]
         assert abs(difference) < 2.5 * np.hypot(c[f"iwae_se_{name}"][0], c[f"elbo_gap_se_{name}"])
     for name in ("diagonal", "full"):
-        # "the k = 1 value even comes out slightly below the family's best gap ... less than one
-        # standard error of the estimate"
+        # "this run's k = 1 value even came out slightly below the family's best gap ... less
+        # than one standard error of the estimate"
         below = c[f"k1_minus_family_gap_{name}"]
         assert -c[f"iwae_se_{name}"][0] < below < 0, name
 
@@ -171,9 +171,12 @@ def test_10_the_cost(c):
     own = c["diagonal_break_even_over_k1"]
     assert own < 3.5 and own < c["diagonal_samples_for_full_covariance"] / 10
     assert 1 / 3 < c["trade_ratio"] < 3
-    # "at k = 1000 the full-covariance q costs more than the diagonal q per evaluation, and the
-    # flow several times as much"
-    assert 1 < c["time_ratio_full_k1000"] < c["time_ratio_coupling_k1000"]
+    # "at the break-even k and at k = 1000 the full-covariance q costs more than the diagonal q per
+    # evaluation, by a ratio that moves from run to run ..., and at k = 1000 the flow costs more
+    # than either, several times as much as the diagonal q"
+    assert c["time_ratio_full_break_even"] > 1
+    assert c["time_ratio_full_k1000"] > 1
+    assert c["time_ratio_full_k1000"] < c["time_ratio_coupling_k1000"]
     assert c["time_ratio_coupling_k1000"] > 1.5
     # "a fitting step of the flow also costs several times a diagonal step, and its whole fit
     # several times the diagonal q's"; the full-covariance fit "a fraction of the flow's"
