@@ -71,7 +71,7 @@ def _controller():
     return _CONTROLLER[0]
 
 
-def _machine_busy_seconds():
+def machine_busy_seconds():
     """CPU-seconds all processes have spent busy since boot (None where /proc/stat is absent)."""
     try:
         with open("/proc/stat") as f:
@@ -92,7 +92,7 @@ def others_busy(min_window=0.05, wait=True):
     """Cores' worth of CPU that *other* processes used since the last call (the first call
     samples a ``min_window``-second window, or with ``wait=False`` only starts one and returns
     None). None where it cannot be measured."""
-    now, busy, own = time.monotonic(), _machine_busy_seconds(), _own_cpu_seconds()
+    now, busy, own = time.monotonic(), machine_busy_seconds(), _own_cpu_seconds()
     if busy is None:
         return None
     if not _MARK:
@@ -101,7 +101,7 @@ def others_busy(min_window=0.05, wait=True):
             return None
         time.sleep(min_window)
         _MARK.append((now, busy, own))
-        now, busy, own = time.monotonic(), _machine_busy_seconds(), _own_cpu_seconds()
+        now, busy, own = time.monotonic(), machine_busy_seconds(), _own_cpu_seconds()
     then, busy_then, own_then = _MARK[0]
     if now - then < min_window:
         return None  # too short a window to say anything: keep the last decision
@@ -152,7 +152,7 @@ class kernel_call:  # noqa: N801 (a context manager, like adaptive)
         now = time.monotonic()
         paused = now - _KERNEL[4] > self.pause
         if paused or now - _KERNEL[0] >= self.window:
-            busy, own = _machine_busy_seconds(), _own_cpu_seconds()
+            busy, own = machine_busy_seconds(), _own_cpu_seconds()
             if busy is None:
                 return self  # cannot be measured: leave the count alone
             if paused:

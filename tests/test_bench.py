@@ -131,13 +131,13 @@ def test_the_table_states_the_targets_and_a_loaded_run():
 def test_others_since_measures_another_process():
     """The bench's measure of other programs' CPU sees a process spinning beside it (measured
     before the spinner is waited for: a waited-for child's CPU counts as the bench's own)."""
-    mark = bench._busy_mark()
+    mark = bench.busy_mark()
     if mark is None:
         pytest.skip("no /proc/stat")
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(1.0)
-        others = bench._others_since(mark)
+        others = bench.others_since(mark)
     finally:
         busy.kill()
         busy.wait()

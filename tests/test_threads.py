@@ -89,7 +89,7 @@ def test_a_kernel_call_on_a_busy_machine_gets_the_free_cores_and_restores_them(m
 
 def _clock(monkeypatch, now, busy, own):
     monkeypatch.setattr(threads.time, "monotonic", lambda: now)
-    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: busy)
+    monkeypatch.setattr(threads, "machine_busy_seconds", lambda: busy)
     monkeypatch.setattr(threads, "_own_cpu_seconds", lambda: own)
 
 
@@ -117,9 +117,13 @@ def test_a_kernel_call_reads_the_load_of_the_recent_window_only(monkeypatch):
     _clock(monkeypatch, 100.3, 50.9, 10.3)
     with threads.kernel_call():
         assert _blas_threads() == before
-    assert threads._KERNEL[:4] == [100.3, 50.9, 10.3, 2]
+    # that opened a window at t = 100.3 s with the full count: a call at the same moment keeps
+    # it without re-reading the machine's busy time
+    monkeypatch.setattr(threads, "machine_busy_seconds", lambda: pytest.fail("re-read"))
+    with threads.kernel_call():
+        assert _blas_threads() == before
     # within a window, the last decision stands without re-reading anything
-    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: pytest.fail("re-read"))
+    monkeypatch.setattr(threads, "machine_busy_seconds", lambda: pytest.fail("re-read"))
     monkeypatch.setattr(threads, "_KERNEL", [100.2, 50.0, 10.0, 1, 100.29])
     with threads.kernel_call():
         assert _blas_threads() == [1] * len(before)

@@ -396,22 +396,22 @@ def machine():
     }
 
 
-def _busy_mark():
+def busy_mark():
     """(time, the machine's busy CPU seconds, this process's and its finished children's CPU
     seconds), or None where /proc/stat is absent."""
-    from ..threads import _machine_busy_seconds
+    from ..threads import machine_busy_seconds
 
-    busy = _machine_busy_seconds()
+    busy = machine_busy_seconds()
     if busy is None:
         return None
     t = os.times()
     return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
 
 
-def _others_since(mark):
+def others_since(mark):
     """Cores' worth of CPU that programs other than the bench (this process and its workers,
     all finished by now) used since ``mark``."""
-    now = _busy_mark()
+    now = busy_mark()
     if mark is None or now is None or now[0] <= mark[0]:
         return None
     return max(0.0, ((now[1] - mark[1]) - (now[2] - mark[2])) / (now[0] - mark[0]))
@@ -477,7 +477,7 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
         f"{info['load_average']}"
     )
     warn_if_loaded(info["load_average"], info["cores"], out)
-    mark = _busy_mark()
+    mark = busy_mark()
     settings = {
         "repeats": repeats,
         "rounds": rounds,
@@ -516,7 +516,7 @@ def run(repeats=15, rounds=3, quick=False, use_torch=True, threads=None, settle=
         for process in sides.values():
             process.close()
     info["load_average_after"] = _load_average()
-    others = _others_since(mark)
+    others = others_since(mark)
     if others is not None:
         info["others_cores"] = round(others, 2)
         if others > OTHERS_LIMIT:
